@@ -1,0 +1,110 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "certkeeper",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "certkeeper", targets: ["certkeeper"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        // Pure ACME (RFC 8555 / 9773) wire types, JWS/JWK, CSRs, problem documents. No I/O.
+        .target(
+            name: "ACMEProtocol",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ]
+        ),
+        // ACME transport and flows over async-http-client, plus http-01 solvers.
+        .target(
+            name: "ACMEClient",
+            dependencies: [
+                "ACMEProtocol",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The on-disk certificate store: versioned archive, atomic live swap, verification, state.
+        .target(
+            name: "CertStore",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Pure renewal-window and back-off maths; time is always a parameter.
+        .target(name: "RenewalPolicy"),
+        // YAML configuration: parsing and validation with key paths.
+        .target(
+            name: "CertkeeperConfig",
+            dependencies: [.product(name: "Yams", package: "Yams")]
+        ),
+        // Running external programs (deploy hooks, dns-01 hooks) with timeouts.
+        .target(
+            name: "CertHooks",
+            dependencies: [.product(name: "Logging", package: "swift-log")]
+        ),
+        // Orchestration: lock, check again, order, verify, install, hooks.
+        .target(
+            name: "Renewal",
+            dependencies: [
+                "ACMEProtocol", "ACMEClient", "CertStore", "RenewalPolicy", "CertkeeperConfig", "CertHooks",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "certkeeper",
+            dependencies: [
+                "Renewal", "CertkeeperConfig", "CertStore", "RenewalPolicy",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Test-only helpers: test CAs, processes, Pebble, a fake ACME server.
+        .target(
+            name: "CertkeeperTestSupport",
+            dependencies: [
+                "ACMEProtocol",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            path: "Tests/Support"
+        ),
+        .testTarget(name: "ACMEProtocolTests", dependencies: ["ACMEProtocol", "CertkeeperTestSupport"]),
+        .testTarget(name: "CertStoreTests", dependencies: ["CertStore", "CertkeeperTestSupport"]),
+        .testTarget(name: "RenewalPolicyTests", dependencies: ["RenewalPolicy"]),
+        .testTarget(name: "CertkeeperConfigTests", dependencies: ["CertkeeperConfig"]),
+        .testTarget(name: "CertHooksTests", dependencies: ["CertHooks"]),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["CertkeeperTestSupport", "ACMEProtocol", "CertStore"]
+        ),
+    ]
+)

@@ -1,0 +1,44 @@
+/// The keys each mapping of the file may contain. Adding a top-level section (`cluster:`, `proxy:`) means adding
+/// its name to ``topLevel``, a key list here, a field on ``CertkeeperConfiguration`` and one section function in
+/// `ConfigSections.swift` called from ``ConfigReader/configuration(from:)``.
+enum ConfigSchema {
+    static let topLevel = ["state_dir", "node_name", "keep_versions", "acme", "renew", "certificates", "hooks"]
+    static let acme = ["directory", "email", "ca_bundle", "eab", "profile", "request_timeout", "order_timeout"]
+    static let externalAccountBinding = ["kid", "hmac_key"]
+    static let renew = ["random_sleep", "concurrency", "lock_timeout", "http01_listen"]
+    static let certificate = ["name", "domains", "key_type", "challenge", "renew_before", "profile", "hooks"]
+    static let http01Challenge = ["type", "webroot", "listen"]
+    static let dns01Challenge = ["type", "hook", "propagation_delay", "timeout"]
+    static let hooks = ["deploy", "directory", "timeout"]
+    static let hookCommand = ["command", "timeout"]
+
+    /// Every key path the file can contain, with `[]` for list items; the documentation tests check against it.
+    static let allKeyPaths: [String] = {
+        var paths: [String] = []
+        func add(_ prefix: String, _ keys: [String]) { paths += keys.map { prefix.isEmpty ? $0 : "\(prefix).\($0)" } }
+        add("", topLevel)
+        add("acme", acme)
+        add("acme.eab", externalAccountBinding)
+        add("renew", renew)
+        add("certificates[]", certificate)
+        add("certificates[].challenge", http01Challenge + dns01Challenge.filter { !http01Challenge.contains($0) })
+        add("certificates[].hooks[]", hookCommand)
+        add("hooks", hooks)
+        add("hooks.deploy[]", hookCommand)
+        return paths
+    }()
+}
+
+/// The `challenge.type` values.
+enum ChallengeType: String, CaseIterable {
+    case http01 = "http-01"
+    case dns01 = "dns-01"
+
+    /// The keys a challenge mapping of this type may contain.
+    var keys: [String] {
+        switch self {
+        case .http01: ConfigSchema.http01Challenge
+        case .dns01: ConfigSchema.dns01Challenge
+        }
+    }
+}

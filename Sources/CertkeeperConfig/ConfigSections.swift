@@ -1,0 +1,299 @@
+import Foundation
+import Yams
+
+// One function per section of the file. Each reports every problem it finds and still returns a value, using
+// placeholders ("" for a missing required string) where a value is unusable: the caller throws whenever anything
+// was reported, so a placeholder never reaches a consumer.
+
+extension ConfigReader {
+    /// The whole configuration, or `nil` when any issue was reported.
+    /// - Parameter root: the document's root node; `nil` for an empty file.
+    func configuration(from root: Node?) -> CertkeeperConfiguration? {
+        let rootNode = root ?? Node([(Node, Node)]())
+        if !Self.isNull(rootNode), case .scalar = rootNode {
+            report(.root, "expected a mapping of settings at the top level, got \(Self.describe(rootNode))",
+                   node: rootNode)
+            return nil
+        }
+        if case .sequence = rootNode {
+            report(.root, "expected a mapping of settings at the top level, got a list", node: rootNode)
+            return nil
+        }
+        let top = Self.isNull(rootNode)
+            ? CheckedMapping.empty(at: .root, mark: rootNode.mark)
+            : mapping(rootNode, at: .root, keys: ConfigSchema.topLevel)
+        guard let top else { return nil }
+
+        let stateDirectory = required(top, "state_dir", absolutePath)
+        let nodeName = optional(top, "node_name", name)
+        let keepVersions = optional(top, "keep_versions") {
+            integer($0, at: $1, in: CertkeeperConfiguration.keepVersionsRange)
+        }
+        let acme = acmeSettings(top["acme"], at: .root.key("acme"), parentMark: top.mark)
+        let renew = renewSettings(top["renew"], at: .root.key("renew"), parentMark: top.mark)
+        let certificates = certificateSpecs(top["certificates"], at: .root.key("certificates"))
+        let hooks = hookSettings(top["hooks"], at: .root.key("hooks"), parentMark: top.mark)
+
+        guard !hasIssues else { return nil }
+        return CertkeeperConfiguration(
+            stateDirectory: stateDirectory ?? "",
+            nodeName: nodeName,
+            keepVersions: keepVersions ?? CertkeeperConfiguration.defaultKeepVersions,
+            acme: acme,
+            renew: renew,
+            certificates: certificates,
+            hooks: hooks
+        )
+    }
+
+    // MARK: acme
+
+    /// The `acme:` section. Required, because `acme.directory` is.
+    func acmeSettings(_ node: Node?, at path: ConfigPath, parentMark: Mark?) -> ACMESettings {
+        guard let map = section(node, at: path, keys: ConfigSchema.acme, parentMark: parentMark) else {
+            return ACMESettings(directoryURL: "")
+        }
+        let directory = required(map, "directory") {
+            checkedString($0, at: $1, isNot: "a valid ACME directory URL", Syntax.httpsURLProblem)
+        }
+        let email = optional(map, "email") {
+            checkedString($0, at: $1, isNot: "a valid email address", Syntax.emailProblem)
+        }
+        let requestTimeout = optional(map, "request_timeout", timeout) ?? ACMESettings.defaultRequestTimeout
+        let orderTimeout = optional(map, "order_timeout", timeout) ?? ACMESettings.defaultOrderTimeout
+        if orderTimeout < requestTimeout, let orderNode = map["order_timeout"] {
+            report(path.key("order_timeout"),
+                   "must be at least acme.request_timeout (\(Self.seconds(requestTimeout)))", node: orderNode)
+        }
+        return ACMESettings(
+            directoryURL: directory ?? "",
+            email: email,
+            caBundle: optional(map, "ca_bundle", absolutePath),
+            externalAccountBinding: optional(map, "eab", externalAccountBinding),
+            profile: optional(map, "profile", profile),
+            requestTimeout: requestTimeout,
+            orderTimeout: orderTimeout
+        )
+    }
+
+    /// `acme.eab`: `{kid, hmac_key}`. Messages never quote the key.
+    func externalAccountBinding(_ node: Node, at path: ConfigPath) -> ExternalAccountBinding? {
+        if case .scalar = node {
+            // Someone may have pasted the key itself here: say what is wrong without echoing it.
+            report(path, "expected a mapping with kid and hmac_key, got a string", node: node)
+            return nil
+        }
+        guard let map = mapping(node, at: path, keys: ConfigSchema.externalAccountBinding) else { return nil }
+        let keyID = required(map, "kid") { node, path -> String? in
+            guard let text = string(node, at: path) else { return nil }
+            guard !text.trimmingCharacters(in: .whitespaces).isEmpty else {
+                report(path, "must not be blank", node: node)
+                return nil
+            }
+            return text
+        }
+        let hmacKey = required(map, "hmac_key") { node, path -> [UInt8]? in
+            guard case .scalar(let scalar) = node else {
+                // Only mappings and lists get here, so describing the node cannot reveal the key.
+                report(path, "expected a base64url string, got \(Self.describe(node))", node: node)
+                return nil
+            }
+            switch Syntax.decodeBase64URL(scalar.string) {
+            case .success(let bytes): return bytes
+            case .failure(let reason):
+                report(path, "the MAC key is not valid: \(reason.text)", node: node)
+                return nil
+            }
+        }
+        guard let keyID, let hmacKey else { return nil }
+        return ExternalAccountBinding(keyID: keyID, hmacKey: hmacKey)
+    }
+
+    // MARK: renew
+
+    /// The `renew:` section; every key has a default.
+    func renewSettings(_ node: Node?, at path: ConfigPath, parentMark: Mark?) -> RenewSettings {
+        guard let map = section(node, at: path, keys: ConfigSchema.renew, parentMark: parentMark) else {
+            return RenewSettings()
+        }
+        return RenewSettings(
+            randomSleepMax: optional(map, "random_sleep", delay) ?? RenewSettings.defaultRandomSleepMax,
+            concurrency: optional(map, "concurrency") { integer($0, at: $1, in: RenewSettings.concurrencyRange) }
+                ?? RenewSettings.defaultConcurrency,
+            lockTimeout: optional(map, "lock_timeout", delay) ?? RenewSettings.defaultLockTimeout,
+            http01Listen: optional(map, "http01_listen", listenAddress) ?? RenewSettings.defaultHTTP01Listen
+        )
+    }
+
+    // MARK: certificates
+
+    /// The `certificates:` list; absent or empty is allowed.
+    func certificateSpecs(_ node: Node?, at path: ConfigPath) -> [CertificateSpec] {
+        guard let node, !Self.isNull(node), let items = list(node, at: path, of: "certificates") else { return [] }
+        var namesSeen: [String: ConfigPath] = [:]
+        return items.compactMap { certificateSpec($0.node, at: $0.path, namesSeen: &namesSeen) }
+    }
+
+    /// One certificate entry.
+    /// - Parameter namesSeen: lower-cased names of earlier entries, to reject duplicates.
+    func certificateSpec(_ node: Node, at path: ConfigPath, namesSeen: inout [String: ConfigPath])
+        -> CertificateSpec?
+    {
+        guard let map = mapping(node, at: path, keys: ConfigSchema.certificate) else { return nil }
+
+        let name = required(map, "name", name)
+        if let name, let nameNode = map["name"] {
+            // Case-insensitive: names become directory names, and some file systems fold case.
+            if let earlier = namesSeen[name.lowercased()] {
+                report(path.key("name"), "duplicate certificate name '\(name)' (also used by \(earlier))",
+                       node: nameNode)
+            } else {
+                namesSeen[name.lowercased()] = path
+            }
+        }
+
+        let challenge: ChallengeSpec?
+        if let challengeNode = map["challenge"], !Self.isNull(challengeNode) {
+            challenge = self.challenge(challengeNode, at: path.key("challenge"))
+        } else {
+            challenge = .http01(HTTP01Settings())
+        }
+        let domains = required(map, "domains") { domainList($0, at: $1, challenge: challenge) }
+
+        return CertificateSpec(
+            name: name ?? "",
+            domains: domains ?? [],
+            keyType: optional(map, "key_type") { choice($0, at: $1, of: KeyType.self) } ?? .ec256,
+            challenge: challenge ?? .http01(HTTP01Settings()),
+            renewBefore: optional(map, "renew_before", timeout),
+            profile: optional(map, "profile", profile),
+            deployHooks: optional(map, "hooks", hookCommands) ?? []
+        )
+    }
+
+    /// `certificates[i].domains`: lower-cased, valid, unique; wildcards only with dns-01.
+    /// - Parameter challenge: the certificate's challenge, `nil` when it was invalid (then wildcards are not judged).
+    func domainList(_ node: Node, at path: ConfigPath, challenge: ChallengeSpec?) -> [String]? {
+        guard let items = list(node, at: path, of: "strings") else { return nil }
+        if items.isEmpty { report(path, "must list at least one domain", node: node) }
+        var domains: [String] = []
+        var firstIndex: [String: Int] = [:]
+        for (index, item) in items.enumerated() {
+            guard let text = string(item.node, at: item.path) else { continue }
+            let domain = text.lowercased()
+            if let problem = Syntax.dnsNameProblem(domain, allowWildcard: true) {
+                report(item.path, "'\(Self.quoted(text))' is not a valid DNS name: \(problem)", node: item.node)
+                continue
+            }
+            if let earlier = firstIndex[domain] {
+                report(item.path, "'\(text)' is listed twice (also at \(path.index(earlier)))", node: item.node)
+                continue
+            }
+            firstIndex[domain] = index
+            if domain.hasPrefix("*."), let challenge, case .http01 = challenge {
+                report(item.path, "wildcard '\(text)' requires challenge type dns-01; this certificate uses http-01",
+                       node: item.node)
+            }
+            domains.append(domain)
+        }
+        return domains
+    }
+
+    /// `certificates[i].challenge`: a mapping with `type`, or the bare word `http-01`.
+    func challenge(_ node: Node, at path: ConfigPath) -> ChallengeSpec? {
+        if case .scalar = node {
+            guard let type = choice(node, at: path, of: ChallengeType.self) else { return nil }
+            switch type {
+            case .http01:
+                return .http01(HTTP01Settings())
+            case .dns01:
+                report(path, "dns-01 needs a hook; write challenge: {type: dns-01, hook: /path/to/hook}", node: node)
+                return nil
+            }
+        }
+        let allKeys = ChallengeType.allCases.flatMap(\.keys).reduce(into: [String]()) {
+            if !$0.contains($1) { $0.append($1) }
+        }
+        guard let map = mapping(node, at: path, keys: allKeys),
+            let type = required(map, "type", { choice($0, at: $1, of: ChallengeType.self) })
+        else { return nil }
+        for (key, value) in map.entries.sorted(by: { $0.key < $1.key }) where !type.keys.contains(key) {
+            let owner = ChallengeType.allCases.first { $0.keys.contains(key) }?.rawValue ?? "other"
+            report(path.key(key), "only \(owner) challenges use this key; this one is \(type.rawValue)", node: value)
+        }
+        switch type {
+        case .http01:
+            let webroot = optional(map, "webroot", absolutePath)
+            let listen = optional(map, "listen", listenAddress)
+            if webroot != nil, listen != nil, let listenNode = map["listen"] {
+                report(path, "set either webroot (an existing web server) or listen (the built-in responder), "
+                    + "not both", node: listenNode)
+            }
+            return .http01(HTTP01Settings(webroot: webroot, listen: listen))
+        case .dns01:
+            let hook = required(map, "hook", absolutePath)
+            let propagationDelay = optional(map, "propagation_delay", delay) ?? DNS01Settings.defaultPropagationDelay
+            let timeout = optional(map, "timeout", timeout) ?? DNS01Settings.defaultTimeout
+            guard let hook else { return nil }
+            return .dns01(DNS01Settings(hook: hook, propagationDelay: propagationDelay, timeout: timeout))
+        }
+    }
+
+    // MARK: hooks
+
+    /// The `hooks:` section; every key has a default.
+    func hookSettings(_ node: Node?, at path: ConfigPath, parentMark: Mark?) -> HookSettings {
+        guard let map = section(node, at: path, keys: ConfigSchema.hooks, parentMark: parentMark) else {
+            return HookSettings()
+        }
+        return HookSettings(
+            deploy: optional(map, "deploy", hookCommands) ?? [],
+            directory: optional(map, "directory", absolutePath),
+            timeout: optional(map, "timeout", timeout) ?? HookSettings.defaultTimeout
+        )
+    }
+
+    /// A list of deploy commands (`hooks.deploy`, `certificates[i].hooks`).
+    func hookCommands(_ node: Node, at path: ConfigPath) -> [HookCommand]? {
+        guard let items = list(node, at: path, of: "commands") else { return nil }
+        return items.compactMap { hookCommand($0.node, at: $0.path) }
+    }
+
+    /// One deploy command: a bare string, or `{command, timeout?}`.
+    func hookCommand(_ node: Node, at path: ConfigPath) -> HookCommand? {
+        switch node {
+        case .scalar where !Self.isNull(node):
+            return commandLine(node, at: path).map { HookCommand(command: $0) }
+        case .mapping:
+            guard let map = mapping(node, at: path, keys: ConfigSchema.hookCommand) else { return nil }
+            let command = required(map, "command", commandLine)
+            let timeout = optional(map, "timeout", timeout)
+            return command.map { HookCommand(command: $0, timeout: timeout) }
+        default:
+            report(path, "expected a command string or a mapping with 'command', got \(Self.describe(node))",
+                   node: node)
+            return nil
+        }
+    }
+
+    /// A command line: not blank, no NUL.
+    func commandLine(_ node: Node, at path: ConfigPath) -> String? {
+        guard let text = string(node, at: path) else { return nil }
+        if text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            report(path, "the command is empty", node: node)
+            return nil
+        }
+        if text.contains("\0") {
+            report(path, "the command contains a NUL character", node: node)
+            return nil
+        }
+        return text
+    }
+
+    // MARK: Formatting
+
+    /// Seconds in the shortest form for messages: `30s`, `1.5s`.
+    static func seconds(_ value: Double) -> String {
+        value == value.rounded() && abs(value) < 1e15 ? "\(Int(value))s" : "\(value)s"
+    }
+}

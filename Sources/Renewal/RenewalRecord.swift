@@ -1,0 +1,37 @@
+import Foundation
+import RenewalPolicy
+
+/// What certkeeper remembers about one certificate between runs (`state/renewal-<name>.json`).
+public struct RenewalRecord: Codable, Sendable, Equatable {
+    /// Set while the last attempts failed; cleared by a success.
+    public var backoff: BackoffState?
+    /// The ARI answer for the installed certificate.
+    public var ari: ARIRecord?
+    public var lastSuccess: Date?
+    /// Serial of the installed certificate if it was revoked: it is then renewed on the next run.
+    public var revokedSerial: String?
+
+    public init(backoff: BackoffState? = nil, ari: ARIRecord? = nil, lastSuccess: Date? = nil, revokedSerial: String? = nil) {
+        self.backoff = backoff
+        self.ari = ari
+        self.lastSuccess = lastSuccess
+        self.revokedSerial = revokedSerial
+    }
+
+    /// The state-file key for certificate `name`.
+    public static func key(for name: String) -> String { "renewal-\(name)" }
+}
+
+/// ARI state for one certificate: its certID, the CA's window, and when to ask again.
+public struct ARIRecord: Codable, Sendable, Equatable {
+    public var certID: String
+    /// `nil` when the CA has no ARI.
+    public var window: SuggestedWindow?
+    public var nextPoll: Date
+
+    public init(certID: String, window: SuggestedWindow?, nextPoll: Date) {
+        self.certID = certID
+        self.window = window
+        self.nextPoll = nextPoll
+    }
+}

@@ -1,0 +1,96 @@
+import ACMEProtocol
+import CertStore
+import CertkeeperConfig
+import Foundation
+import RenewalPolicy
+
+/// One line of `certkeeper status`.
+public struct CertificateStatus: Codable, Sendable, Equatable {
+    public var name: String
+    public var domains: [String]
+    public var serial: String?
+    public var notAfter: Date?
+    public var daysLeft: Double?
+    /// When the next renewal is planned (the policy's time, or the end of a back-off).
+    public var nextRenewal: Date?
+    /// Why: the policy's reason (`lifetimeFraction`, `suggestedWindowOpen`, ...).
+    public var reason: String
+    public var lastError: String?
+    public var issuedBy: String?
+    public var version: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case name, domains, serial, reason, version
+        case notAfter = "not_after", daysLeft = "days_left", nextRenewal = "next_renewal"
+        case lastError = "last_error", issuedBy = "issued_by"
+    }
+}
+
+extension Renewer {
+    /// The status of `specs` from the store alone (no network, no lock).
+    public func status(_ specs: [CertificateSpec]) -> [CertificateStatus] {
+        let now = clock()
+        return specs.map { spec in
+            let meta = try? store.meta(name: spec.name)
+            let record = (try? store.readState(RenewalRecord.self, key: RenewalRecord.key(for: spec.name))) ?? RenewalRecord()
+            let next: Date?
+            let reason: RenewalReason
+            switch decision(spec: spec, meta: meta, record: record, now: now) {
+            case .due(let why): (next, reason) = (now, why)
+            case .notDue(let until, let why): (next, reason) = (until, why)
+            case .backingOff(let until, let why): (next, reason) = (until, why)
+            }
+            return CertificateStatus(
+                name: spec.name,
+                domains: spec.domains,
+                serial: meta?.serial,
+                notAfter: meta?.notAfter,
+                daysLeft: meta.map { ($0.notAfter.timeIntervalSince(now) / 86_400 * 10).rounded() / 10 },
+                nextRenewal: next,
+                reason: reason.rawValue,
+                lastError: record.backoff?.lastError,
+                issuedBy: meta?.issuedBy,
+                version: meta?.version
+            )
+        }
+    }
+
+    /// Revokes the live certificate of `name` with the account that ordered it, and marks it for renewal.
+    public func revoke(_ spec: CertificateSpec, reason: RevocationReason?) async throws(RenewalSetupError) -> CertificateMeta {
+        let meta: CertificateMeta
+        let bundle: CertificateBundle
+        do {
+            guard let liveMeta = try store.meta(name: spec.name), let liveBundle = try store.liveBundle(name: spec.name) else {
+                throw RenewalSetupError("\(spec.name): no certificate is installed")
+            }
+            (meta, bundle) = (liveMeta, liveBundle)
+        } catch let error as RenewalSetupError {
+            throw error
+        } catch {
+            throw RenewalSetupError("\(spec.name): \(error)")
+        }
+        let der: [UInt8]
+        do {
+            der = try PEMChain.firstCertificateDER(bundle.certificatePEM)
+        } catch {
+            throw RenewalSetupError("\(spec.name): installed certificate does not parse: \(error)")
+        }
+        let session = try await RenewalSession.open(configuration: configuration, store: store, environment: environment, logger: logger, clock: clock)
+        do {
+            try await session.client.revoke(certificateDER: der, reason: reason, account: session.account)
+        } catch {
+            await session.close()
+            throw RenewalSetupError("\(spec.name): revocation failed: \(error)")
+        }
+        await session.close()
+        var record = (try? store.readState(RenewalRecord.self, key: RenewalRecord.key(for: spec.name))) ?? RenewalRecord()
+        record.revokedSerial = meta.serial
+        do {
+            try store.writeState(record, key: RenewalRecord.key(for: spec.name))
+        } catch {
+            throw RenewalSetupError("\(spec.name): revoked, but cannot record it: \(error)")
+        }
+        logger.notice("certificate revoked; it will be renewed on the next run", metadata: ["cert.name": "\(spec.name)", "cert.serial": "\(meta.serial)"])
+        return meta
+    }
+}

@@ -1,0 +1,213 @@
+import ACMEClient
+import ACMEProtocol
+import AsyncHTTPClient
+import CertHooks
+import CertStore
+import CertkeeperConfig
+import Foundation
+import Logging
+import RenewalPolicy
+
+/// Renews the configured certificates: lock → check again → order → verify → install → hooks (certmagic's
+/// `renewCert` shape), several at once up to `renew.concurrency`.
+///
+/// Time and randomness are injected so tests can fix them; everything that touches the network is created lazily,
+/// so a run with nothing due reads only the config and the store.
+public final class Renewer: Sendable {
+    public let configuration: CertkeeperConfiguration
+    public let store: CertificateStore
+    let logger: Logger
+    let clock: @Sendable () -> Date
+    let nodeName: String
+    let environment: [String: String]
+    let backoff = Backoff()
+
+    /// - Parameters:
+    ///   - nodeName: recorded as the issuing node in `meta.json`.
+    ///   - environment: the process environment passed on to hooks (PATH and friends).
+    public init(
+        configuration: CertkeeperConfiguration,
+        store: CertificateStore,
+        nodeName: String,
+        environment: [String: String],
+        logger: Logger,
+        clock: @escaping @Sendable () -> Date = Date.init
+    ) {
+        self.configuration = configuration
+        self.store = store
+        self.nodeName = nodeName
+        self.environment = environment
+        self.logger = logger
+        self.clock = clock
+    }
+
+    /// Selects certificates by name; every name must be configured.
+    public func select(_ names: [String]) throws(RenewalSetupError) -> [CertificateSpec] {
+        guard !names.isEmpty else { return configuration.certificates }
+        let unknown = names.filter { name in !configuration.certificates.contains(where: { $0.name == name }) }
+        guard unknown.isEmpty else {
+            throw RenewalSetupError("no certificate named \(unknown.map { "'\($0)'" }.joined(separator: ", ")) in the configuration")
+        }
+        return configuration.certificates.filter { names.contains($0.name) }
+    }
+
+    // MARK: Decisions
+
+    /// The policy's decision for `spec` from the store alone (no network).
+    public func decision(for spec: CertificateSpec, now: Date) throws(StoreError) -> RenewalDecision {
+        let meta = try store.meta(name: spec.name)
+        let record = try store.readState(RenewalRecord.self, key: RenewalRecord.key(for: spec.name)) ?? RenewalRecord()
+        return decision(spec: spec, meta: meta, record: record, now: now)
+    }
+
+    func decision(spec: CertificateSpec, meta: CertificateMeta?, record: RenewalRecord, now: Date) -> RenewalDecision {
+        let policy = RenewalPolicy(renewBefore: spec.renewBefore)
+        guard let meta else { return policy.decide(now: now, validity: nil, backoff: record.backoff) }
+        if record.revokedSerial == meta.serial {
+            return policy.decide(now: now, validity: nil, backoff: record.backoff)
+        }
+        let window = record.ari.flatMap { $0.certID == meta.ariCertID ? $0.window : nil }
+        return policy.decide(
+            now: now,
+            validity: Validity(notBefore: meta.notBefore, notAfter: meta.notAfter),
+            coversConfiguredDomains: NameCoverage.covers(installed: meta.domains, configured: spec.domains),
+            suggestedWindow: window,
+            backoff: record.backoff
+        )
+    }
+
+    /// Whether ARI should be asked about `spec` now: the certificate has a certID and the last answer is stale.
+    func needsARIPoll(spec: CertificateSpec, now: Date) -> Bool {
+        guard let meta = try? store.meta(name: spec.name), let certID = meta.ariCertID else { return false }
+        let record = (try? store.readState(RenewalRecord.self, key: RenewalRecord.key(for: spec.name))) ?? nil
+        guard let ari = record?.ari, ari.certID == certID else { return true }
+        return ari.nextPoll <= now
+    }
+
+    // MARK: Running
+
+    /// Renews what is due among `specs` (everything when `force`), holding the store lock.
+    /// - Parameter randomDelay: called once, after the first check found work, before taking the lock
+    ///   (cron's random sleep); pass `nil` to skip it.
+    public func run(_ specs: [CertificateSpec], force: Bool, randomDelay: (@Sendable () async -> Void)? = nil) async throws(RenewalSetupError) -> RunReport {
+        do {
+            try store.prepare()
+        } catch {
+            throw RenewalSetupError("\(error)")
+        }
+        // A quick look without the network: if nothing is due and no ARI answer is stale, we are done.
+        let now = clock()
+        let quick = specs.map { spec in (try? decision(for: spec, now: now)) ?? .due(.missing) }
+        let mayNeedNetwork = force || quick.contains(where: \.isDue) || specs.contains(where: { needsARIPoll(spec: $0, now: now) })
+        guard mayNeedNetwork else {
+            return RunReport(outcomes: zip(specs, quick).map { ($0.name, Self.outcome(for: $1)) })
+        }
+        if let randomDelay, quick.contains(where: \.isDue) || force { await randomDelay() }
+
+        let lock: StoreLock
+        do {
+            lock = try await store.acquireLock(timeout: .milliseconds(Int64(configuration.renew.lockTimeout * 1000)))
+        } catch {
+            throw RenewalSetupError("another certkeeper run holds the lock: \(error)")
+        }
+        defer { lock.release() }
+
+        let session = try await RenewalSession.open(configuration: configuration, store: store, environment: environment, logger: logger, clock: clock)
+        let outcomes = await withTaskGroup(of: (Int, CertificateOutcome).self) { group in
+            var next = 0
+            var results: [(Int, CertificateOutcome)] = []
+            func addNext() {
+                guard next < specs.count else { return }
+                let index = next
+                next += 1
+                group.addTask { (index, await self.process(specs[index], force: force, session: session)) }
+            }
+            for _ in 0..<max(1, configuration.renew.concurrency) { addNext() }
+            for await result in group {
+                results.append(result)
+                addNext()
+            }
+            return results.sorted(by: { $0.0 < $1.0 }).map(\.1)
+        }
+        await session.close()
+        return RunReport(outcomes: zip(specs, outcomes).map { ($0.name, $1) })
+    }
+
+    static func outcome(for decision: RenewalDecision) -> CertificateOutcome {
+        switch decision {
+        case .notDue(let until, let reason): .notDue(until: until, reason: reason)
+        case .backingOff(let until, _): .backingOff(until: until, lastError: "")
+        case .due(let reason): .failed(reason: reason, error: "not attempted", nextAttempt: .distantPast)
+        }
+    }
+
+    /// Check again under the lock, then issue if due.
+    func process(_ spec: CertificateSpec, force: Bool, session: RenewalSession) async -> CertificateOutcome {
+        var log = logger
+        log[metadataKey: "cert.name"] = "\(spec.name)"
+        let meta: CertificateMeta?
+        var record: RenewalRecord
+        do {
+            meta = try store.meta(name: spec.name)
+            record = try store.readState(RenewalRecord.self, key: RenewalRecord.key(for: spec.name)) ?? RenewalRecord()
+        } catch {
+            log.error("cannot read the store: \(error)")
+            return .failed(reason: .missing, error: "\(error)", nextAttempt: clock())
+        }
+        if !force, let meta, let certID = meta.ariCertID, (record.ari?.certID != certID || record.ari!.nextPoll <= clock()) {
+            record.ari = await session.pollARI(certID: certID, previous: record.ari, logger: log)
+            try? store.writeState(record, key: RenewalRecord.key(for: spec.name))
+        }
+        let decision = force ? .due(.forced) : decision(spec: spec, meta: meta, record: record, now: clock())
+        let reason: RenewalReason
+        switch decision {
+        case .notDue(let until, let why):
+            log.debug("not due", metadata: ["renew.until": "\(RFC3339.format(until))", "renew.reason": "\(why.rawValue)"])
+            return .notDue(until: until, reason: why)
+        case .backingOff(let until, _):
+            let lastError = record.backoff?.lastError ?? ""
+            log.warning("due but backing off after \(record.backoff?.failures ?? 0) failure(s)", metadata: ["renew.until": "\(RFC3339.format(until))", "renew.last_error": "\(lastError)"])
+            return .backingOff(until: until, lastError: lastError)
+        case .due(let why):
+            reason = why
+        }
+        log.info("renewing", metadata: ["renew.reason": "\(reason.rawValue)", "cert.domains": "\(spec.domains.joined(separator: " "))"])
+        do {
+            let verified = try await session.issue(spec, replacing: meta, logger: log)
+            let installed = try store.install(verified, name: spec.name, issuedBy: nodeName, now: clock())
+            record.backoff = nil
+            record.lastSuccess = clock()
+            record.revokedSerial = nil
+            record.ari = installed.ariCertID.map { ARIRecord(certID: $0, window: nil, nextPoll: clock().addingTimeInterval(RenewalSession.ariPollInterval)) }
+            do {
+                try store.writeState(record, key: RenewalRecord.key(for: spec.name))
+            } catch {
+                log.warning("installed, but cannot save renewal state: \(error)")
+            }
+            let failed = await session.runDeployHooks(spec: spec, meta: installed, liveDirectory: store.liveDirectory(name: spec.name), logger: log)
+            return failed.isEmpty ? .renewed(installed, reason: reason) : .renewedWithHookFailures(installed, reason: reason, failedHooks: failed)
+        } catch {
+            let retryAfter = (error as? ACMEError)?.retryAfter
+            let message = Self.oneLine(error)
+            record.backoff = backoff.recordFailure(previous: record.backoff, now: clock(), retryAfter: retryAfter, error: message)
+            do {
+                try store.writeState(record, key: RenewalRecord.key(for: spec.name))
+            } catch let stateError {
+                log.warning("cannot save back-off state: \(stateError)")
+            }
+            log.error("renewal failed; keeping the current certificate", metadata: ["error": "\(message)", "renew.next_attempt": "\(RFC3339.format(record.backoff!.nextAttempt))"])
+            return .failed(reason: reason, error: message, nextAttempt: record.backoff!.nextAttempt)
+        }
+    }
+
+    static func oneLine(_ error: any Error) -> String {
+        String(describing: error).replacingOccurrences(of: "\n", with: " ")
+    }
+}
+
+/// Whether the installed names still match the configuration (same set, case-insensitive).
+enum NameCoverage {
+    static func covers(installed: [String], configured: [String]) -> Bool {
+        Set(installed.map { $0.lowercased() }).isSuperset(of: configured.map { $0.lowercased() })
+    }
+}
