@@ -13,8 +13,14 @@ public enum CertificateKeyType: String, Sendable, CaseIterable {
 public struct GeneratedCertificateKey: Sendable {
     public let type: CertificateKeyType
     public let privateKey: Certificate.PrivateKey
-    /// PKCS#8 for EC keys, PKCS#1 for RSA keys (what certbot writes), for `privkey.pem`.
+    /// PKCS#8 for EC keys, PKCS#1 for RSA keys (what certbot writes), for `privkey.pem`; ends with a newline.
     public let pem: String
+
+    init(type: CertificateKeyType, privateKey: Certificate.PrivateKey, pem: String) {
+        self.type = type
+        self.privateKey = privateKey
+        self.pem = pem.hasSuffix("\n") ? pem : pem + "\n"
+    }
 
     /// Generates a key of `type`. RSA keys take noticeably longer (hundreds of ms for 4096 bits).
     public static func generate(_ type: CertificateKeyType) throws(ACMEProtocolError) -> GeneratedCertificateKey {

@@ -322,7 +322,16 @@ enum CertificateFacts {
     static func ariCertID(_ certificate: Certificate) -> String? {
         guard let aki = try? certificate.extensions.authorityKeyIdentifier, let keyID = aki.keyIdentifier, !keyID.isEmpty
         else { return nil }
-        return Base64URL.encode(keyID) + "." + Base64URL.encode(certificate.serialNumber.bytes)
+        return Base64URL.encode(keyID) + "." + Base64URL.encode(serialDERContent(certificate.serialNumber))
+    }
+
+    /// The content octets of the serial's DER INTEGER: minimal big-endian bytes, with a 0x00 sign byte when the
+    /// top bit is set (RFC 9773's example serial 0x87654321 encodes as `00 87 65 43 21`). `SerialNumber.bytes`
+    /// is not relied on to carry the sign byte.
+    static func serialDERContent(_ serial: Certificate.SerialNumber) -> [UInt8] {
+        let magnitude = Array(serial.bytes.drop(while: { $0 == 0 }))
+        guard let first = magnitude.first else { return [0] }
+        return first & 0x80 != 0 ? [0] + magnitude : magnitude
     }
 }
 

@@ -142,7 +142,7 @@ struct HookScriptsTests {
         let setup = try Self.hotUpdateSetup(setReply: "Can't replace a certificate which is not referenced by the configuration!")
         let result = await ProcessRunner.run(executable: Self.path("haproxy-hot-update.sh"), arguments: [], environment: setup.environment, timeout: 20)
         #expect(result.outcome == .exited(code: 1))
-        #expect(result.output == "haproxy-hot-update: HAProxy refused set ssl cert \(setup.certPath): Can't replace a certificate which is not referenced by the configuration! \n")
+        #expect(result.output == "haproxy-hot-update: HAProxy refused set ssl cert \(setup.certPath): Can't replace a certificate which is not referenced by the configuration!\n")
         let abort = try String(contentsOfFile: setup.requests + "/request.1", encoding: .utf8)
         #expect(abort == "abort ssl cert \(setup.certPath)\n")
     }

@@ -361,7 +361,7 @@ struct BundleVerifierTests {
         #expect(bundle.certificatePEM == leafPEM)
         #expect(bundle.chainPEM == intermediatePEM + rootPEM)
         #expect(bundle.fullchainPEM == leafPEM + intermediatePEM + rootPEM)
-        #expect(bundle.bundlePEM == leafPEM + intermediatePEM + rootPEM + chain.leafKey.pem)
+        #expect(bundle.bundlePEM == leafPEM + intermediatePEM + rootPEM + chain.leafKey.pem.withTrailingNewline)
         #expect(!bundle.bundlePEM.contains("\n\n"), "HAProxy's admin socket payload ends at the first empty line")
         _ = try BundleVerifier().verify(bundle, expectedDomains: ["example.com"], now: testNow)
 

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Glibc
+import SwiftASN1
 import Testing
 import X509
 
@@ -28,7 +29,7 @@ struct CertificateStoreInstallTests {
         #expect(readText("\(live)/chain.pem") == bundle.chainPEM)
         #expect(readText("\(live)/fullchain.pem") == bundle.certificatePEM + bundle.chainPEM)
         #expect(readText("\(live)/privkey.pem") == chain.leafKey.pem)
-        #expect(readText("\(live)/bundle.pem") == bundle.certificatePEM + bundle.chainPEM + chain.leafKey.pem)
+        #expect(readText("\(live)/bundle.pem") == bundle.certificatePEM + bundle.chainPEM + chain.leafKey.pem.withTrailingNewline)
 
         let version = "\(root)/archive/web/\(versionName)"
         #expect(directoryEntries(version) == ["bundle.pem", "cert.pem", "chain.pem", "fullchain.pem", "meta.json", "privkey.pem"])
@@ -58,7 +59,7 @@ struct CertificateStoreInstallTests {
 
         let leafDER = try der(chain.leaf)
         let expectedSHA = SHA256.hash(data: leafDER).map { String(format: "%02x", $0) }.joined()
-        let expectedSerial = chain.leaf.serialNumber.bytes.drop(while: { $0 == 0 }).map { String(format: "%02x", $0) }.joined()
+        let expectedSerial = try serialINTEGERContent(leafDER).drop(while: { $0 == 0 }).map { String(format: "%02x", $0) }.joined()
 
         // Decode the file on its own, not through the store.
         let text = try #require(readText("\(root)/live/web/meta.json"))
@@ -74,7 +75,7 @@ struct CertificateStoreInstallTests {
         #expect(object["installedAt"] as? String == "2026-01-01T00:00:00Z")
         #expect(object["notBefore"] as? String == "2025-12-31T00:00:00Z")
         #expect(object["notAfter"] as? String == "2026-03-31T00:00:00Z")
-        let expectedARI = base64url(chain.intermediate.keyIdentifier) + "." + base64url(Array(chain.leaf.serialNumber.bytes))
+        let expectedARI = base64url(chain.intermediate.keyIdentifier) + "." + base64url(try serialINTEGERContent(leafDER))
         #expect(object["ariCertID"] as? String == expectedARI)
         #expect(fileMode("\(root)/live/web/meta.json") == 0o644)
 
@@ -255,4 +256,16 @@ struct CertificateStoreInstallTests {
 func base64url(_ bytes: [UInt8]) -> String {
     Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
         .replacingOccurrences(of: "=", with: "")
+}
+
+/// The content octets of the serial INTEGER, read straight from the certificate DER with SwiftASN1.
+func serialINTEGERContent(_ certificateDER: [UInt8]) throws -> [UInt8] {
+    let root = try DER.parse(certificateDER)
+    guard case .constructed(let certificate) = root.content, let tbs = certificate.first(where: { _ in true }),
+        case .constructed(let fields) = tbs.content
+    else { throw ASN1Error.invalidASN1Object(reason: "not a certificate") }
+    for field in fields where field.identifier == .integer {
+        if case .primitive(let content) = field.content { return Array(content) }
+    }
+    throw ASN1Error.invalidASN1Object(reason: "no serial")
 }

@@ -14,7 +14,7 @@ struct ConfigValidationTests {
     }
 
     @Test("suggestions cover case, dashes and swapped letters", arguments: [
-        ("State_Dir", "state_dir"), ("keep-versions", "keep_versions"), ("acem", "acme"), ("certficates", "certificates"),
+        ("State_Dir", "state_dir"), ("keep-versions", "keep_versions"), ("acem", "acme"), ("certficates", "certificates"), ("keepversion", "keep_versions"),
     ])
     func suggestions(key: String, suggestion: String) {
         let issue = singleIssue(in: minimalYAML + "\(key): 1\n")
