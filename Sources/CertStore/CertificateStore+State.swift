@@ -54,11 +54,11 @@ extension CertificateStore {
     /// Reads `root/state/<key>.json`.
     /// - Parameters:
     ///   - type: The type to decode (dates as ISO 8601).
-    ///   - key: The state key; same rules as certificate names.
+    ///   - key: The state key; same characters as certificate names, up to 128 long.
     /// - Returns: `nil` when the file does not exist.
     /// - Throws: ``StoreError``: `invalidName`, `io`, or `corrupt` when the JSON does not decode.
     public func readState<T: Decodable>(_ type: T.Type, key: String) throws(StoreError) -> T? {
-        try StoreName.check(key, kind: "state key")
+        try StoreName.check(key, kind: "state key", maximumLength: StoreName.maximumStateKeyLength)
         let path = statePath(key: key)
         guard let bytes = try fileSystem.readFile(path) else { return nil }
         do {
@@ -71,10 +71,10 @@ extension CertificateStore {
     /// Writes `root/state/<key>.json` atomically with mode 0600 (dates as ISO 8601).
     /// - Parameters:
     ///   - value: The value to encode.
-    ///   - key: The state key; same rules as certificate names.
+    ///   - key: The state key; same characters as certificate names, up to 128 long.
     /// - Throws: ``StoreError``: `invalidName`, `io`, or `corrupt` when the value does not encode.
     public func writeState<T: Encodable>(_ value: T, key: String) throws(StoreError) {
-        try StoreName.check(key, kind: "state key")
+        try StoreName.check(key, kind: "state key", maximumLength: StoreName.maximumStateKeyLength)
         try prepare()
         let path = statePath(key: key)
         let bytes: [UInt8]

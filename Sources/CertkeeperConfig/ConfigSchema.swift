@@ -9,6 +9,7 @@ enum ConfigSchema {
     static let certificate = ["name", "domains", "key_type", "challenge", "renew_before", "profile", "hooks"]
     static let http01Challenge = ["type", "webroot", "listen"]
     static let dns01Challenge = ["type", "hook", "propagation_delay", "timeout"]
+    static let anyChallenge = http01Challenge + dns01Challenge.filter { !http01Challenge.contains($0) }
     static let hooks = ["deploy", "directory", "timeout"]
     static let hookCommand = ["command", "timeout"]
 
@@ -21,7 +22,7 @@ enum ConfigSchema {
         add("acme.eab", externalAccountBinding)
         add("renew", renew)
         add("certificates[]", certificate)
-        add("certificates[].challenge", http01Challenge + dns01Challenge.filter { !http01Challenge.contains($0) })
+        add("certificates[].challenge", anyChallenge)
         add("certificates[].hooks[]", hookCommand)
         add("hooks", hooks)
         add("hooks.deploy[]", hookCommand)

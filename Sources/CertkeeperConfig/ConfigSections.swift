@@ -9,20 +9,20 @@ extension ConfigReader {
     /// The whole configuration, or `nil` when any issue was reported.
     /// - Parameter root: the document's root node; `nil` for an empty file.
     func configuration(from root: Node?) -> CertkeeperConfiguration? {
-        let rootNode = root ?? Node([(Node, Node)]())
-        if !Self.isNull(rootNode), case .scalar = rootNode {
-            report(.root, "expected a mapping of settings at the top level, got \(Self.describe(rootNode))",
-                   node: rootNode)
-            return nil
+        let top: CheckedMapping
+        switch root {
+        case nil:
+            top = .empty(at: .root, mark: nil)
+        case let node? where Self.isNull(node):
+            top = .empty(at: .root, mark: node.mark)
+        case let node?:
+            guard case .mapping = node else {
+                report(.root, "expected a mapping of settings at the top level, got \(Self.describe(node))", node: node)
+                return nil
+            }
+            guard let checked = mapping(node, at: .root, keys: ConfigSchema.topLevel) else { return nil }
+            top = checked
         }
-        if case .sequence = rootNode {
-            report(.root, "expected a mapping of settings at the top level, got a list", node: rootNode)
-            return nil
-        }
-        let top = Self.isNull(rootNode)
-            ? CheckedMapping.empty(at: .root, mark: rootNode.mark)
-            : mapping(rootNode, at: .root, keys: ConfigSchema.topLevel)
-        guard let top else { return nil }
 
         let stateDirectory = required(top, "state_dir", absolutePath)
         let nodeName = optional(top, "node_name", name)
@@ -211,10 +211,8 @@ extension ConfigReader {
                 return nil
             }
         }
-        let allKeys = ChallengeType.allCases.flatMap(\.keys).reduce(into: [String]()) {
-            if !$0.contains($1) { $0.append($1) }
-        }
-        guard let map = mapping(node, at: path, keys: allKeys),
+        // Accept the keys of every type first, so a key of the other type gets a precise message below.
+        guard let map = mapping(node, at: path, keys: ConfigSchema.anyChallenge),
             let type = required(map, "type", { choice($0, at: $1, of: ChallengeType.self) })
         else { return nil }
         for (key, value) in map.entries.sorted(by: { $0.key < $1.key }) where !type.keys.contains(key) {

@@ -6,12 +6,13 @@ import Testing
 struct Installation {
     let directory: TemporaryDirectory
     let configPath: String
-    var stateDirectory: String { directory.appending("state") }
+    let stateDirectory: String
 
     /// Writes a config with `certificatesYAML` (the list items under `certificates:`) and `extra` top-level YAML.
     init(name: String, directoryURL: String, caBundle: String, http01Port: Int, certificatesYAML: String, extra: String = "", stateDirectory: String? = nil) throws {
         directory = try TemporaryDirectory(name: name)
         let state = stateDirectory ?? directory.appending("state")
+        self.stateDirectory = state
         let yaml = """
         state_dir: \(state)
         node_name: test-node
