@@ -74,6 +74,23 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // inotify on the store (kernel API through Glibc), debounced, with overflow rescans.
+        .target(
+            name: "StoreWatch",
+            dependencies: [.product(name: "Logging", package: "swift-log")]
+        ),
+        // The TLS-terminating TCP proxy: frontends, relay, SNI certificate selection, hot swap.
+        .target(
+            name: "CertProxy",
+            dependencies: [
+                "CertStore", "StoreWatch",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "certkeeper",
             dependencies: [
@@ -94,6 +111,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             path: "Tests/Support"
         ),
@@ -102,6 +120,8 @@ let package = Package(
         .testTarget(name: "RenewalPolicyTests", dependencies: ["RenewalPolicy"]),
         .testTarget(name: "CertkeeperConfigTests", dependencies: ["CertkeeperConfig"]),
         .testTarget(name: "CertHooksTests", dependencies: ["CertHooks"]),
+        .testTarget(name: "StoreWatchTests", dependencies: ["StoreWatch"]),
+        .testTarget(name: "CertProxyTests", dependencies: ["CertProxy", "CertStore", "CertkeeperTestSupport"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["CertkeeperTestSupport", "ACMEProtocol", "CertStore"]

@@ -10,6 +10,8 @@
 # Over the socket:   set ssl cert <path> <<        (then the PEM with blank lines removed, then an empty line)
 #                    commit ssl cert <path>
 # and `abort ssl cert <path>` when either reply is not the expected "Transaction created/updated" or "Success!".
+# The file on disk is rewritten first, so even when the socket update fails the next reload loads the new
+# certificate. HAPROXY_SOCKET must be a worker's stats socket, not the master CLI (which needs @<n> prefixes).
 #
 # Variables set by certkeeper:
 #   CERTKEEPER_CERT_NAME  certificate name, used for the default HAProxy path
@@ -23,7 +25,7 @@
 #   HAPROXY_CERT_OWNER    owner[:group] of the rewritten file (default: unchanged, i.e. the hook's user)
 #   HAPROXY_SOCKET_TIMEOUT seconds to wait for each HAProxy reply (default 10)
 #
-# Requires: socat (Debian/Ubuntu: apt install socat), mktemp, cp, mv, tr, grep.
+# Requires: socat (Debian/Ubuntu: apt install socat), dirname, mktemp, cp, chmod, mv, tr, grep, cut.
 # Exits non-zero with a one-line message on any failure.
 set -eu
 

@@ -18,7 +18,8 @@
 #   HAPROXY_PIDFILE        pid file of the HAProxy master, used without systemd (default /run/haproxy.pid);
 #                          its first line is the master pid, which reloads on SIGUSR2 (master-worker mode, -W)
 #
-# Requires: mktemp, cp, chmod, mv; systemctl or kill. Exits non-zero with a one-line message on failure.
+# Requires: dirname, mktemp, cp, chmod, mv (with HAPROXY_CERT_DIR); systemctl, or head, tr and kill.
+# Exits non-zero with a one-line message on failure.
 set -eu
 
 me=haproxy-reload

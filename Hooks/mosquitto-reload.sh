@@ -19,7 +19,7 @@
 #   MOSQUITTO_PIDFILE      pid file used without systemd (default /run/mosquitto/mosquitto.pid, the
 #                          pid_file setting of mosquitto.conf)
 #
-# Requires: mktemp, cp, chmod, chown, mv (only with MOSQUITTO_CERT_DIR); systemctl or kill.
+# Requires: dirname, mktemp, cp, chmod, chown, mv (only with MOSQUITTO_CERT_DIR); systemctl, or head, tr and kill.
 # Exits non-zero with a one-line message on failure.
 set -eu
 

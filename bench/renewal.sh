@@ -15,27 +15,11 @@ if [ -z "$BIN" ]; then
 fi
 RUNS=${RUNS:-5}
 WORK=$(mktemp -d /tmp/certkeeper-bench.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() { pebble_stop; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-# Ports: high, fixed per run of this script.
-BASE=$((30000 + RANDOM % 20000 / 10 * 10))
-ACME=$BASE; MGMT=$((BASE+1)); HTTP01=$((BASE+2)); TLS01=$((BASE+3)); DNS=$((BASE+4)); CMGMT=$((BASE+5))
-
-# Pebble's own TLS certificate, from a throwaway CA (the product never shells out to openssl; the bench may).
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/ca.key" -out "$WORK/ca.pem" -days 2 -subj /CN=bench-ca 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/pebble.key" -out "$WORK/pebble.csr" -subj /CN=localhost 2>/dev/null
-printf "subjectAltName=DNS:localhost,IP:127.0.0.1" > "$WORK/ext"
-openssl x509 -req -in "$WORK/pebble.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial -out "$WORK/pebble.pem" -days 2 -extfile "$WORK/ext" 2>/dev/null
-cat > "$WORK/pebble.json" <<JSON
-{"pebble":{"listenAddress":"127.0.0.1:$ACME","managementListenAddress":"127.0.0.1:$MGMT","certificate":"$WORK/pebble.pem","privateKey":"$WORK/pebble.key","httpPort":$HTTP01,"tlsPort":$TLS01,"ocspResponderURL":"","externalAccountBindingRequired":false}}
-JSON
-pebble-challtestsrv -http01 "" -https01 "" -tlsalpn01 "" -dns01 127.0.0.1:$DNS -management 127.0.0.1:$CMGMT -defaultIPv4 127.0.0.1 -defaultIPv6 "" >"$WORK/challtestsrv.log" 2>&1 &
-PIDS+=($!)
-PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 pebble -config "$WORK/pebble.json" -dnsserver 127.0.0.1:$DNS >"$WORK/pebble.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 1 100); do curl -sf --cacert "$WORK/ca.pem" "https://127.0.0.1:$ACME/dir" >/dev/null && break; sleep 0.1; done
+. "$ROOT/scripts/pebble-env.sh"
+pebble_start
 
 now() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
@@ -43,8 +27,8 @@ median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else prin
 config() { # config NAME COUNT CONCURRENCY
   local dir=$WORK/$1; mkdir -p "$dir"
   { echo "state_dir: $dir/state"
-    echo "acme: {directory: 'https://127.0.0.1:$ACME/dir', email: bench@example.org, ca_bundle: '$WORK/ca.pem'}"
-    echo "renew: {http01_listen: '127.0.0.1:$HTTP01', concurrency: $3, random_sleep: 0}"
+    echo "acme: {directory: '$ACME_DIR_URL', email: bench@example.org, ca_bundle: '$ACME_CA_BUNDLE'}"
+    echo "renew: {http01_listen: '127.0.0.1:$HTTP01_PORT', concurrency: $3, random_sleep: 0}"
     echo "certificates:"
     for i in $(seq 1 "$2"); do echo "  - {name: c$i, domains: [c$i.$1.example.org]}"; done
   } > "$dir/certkeeper.yaml"
@@ -55,7 +39,7 @@ config() { # config NAME COUNT CONCURRENCY
 ck_one=()
 for r in $(seq 1 "$RUNS"); do
   cfg=$(config one$r 1 1)
-  t0=$(now); "$BIN" force-renew --config "$cfg" --all >/dev/null 2>&1; t1=$(now)
+  t0=$(now); "$BIN" force-renew --config "$cfg" --all >"$WORK/one$r.out" 2>&1 || { echo "certkeeper failed: $(tail -2 "$WORK/one$r.out")" >&2; exit 1; }; t1=$(now)
   ck_one+=("$(echo "$t1 - $t0" | bc)")
 done
 ck_one_med=$(printf '%s\n' "${ck_one[@]}" | median)
@@ -66,23 +50,23 @@ if command -v lego >/dev/null; then
   for r in $(seq 1 "$RUNS"); do
     d=$WORK/lego$r; mkdir -p "$d"
     t0=$(now)
-    LEGO_CA_CERTIFICATES=$WORK/ca.pem lego --server "https://127.0.0.1:$ACME/dir" --path "$d" --email bench@example.org \
-      --accept-tos --domains "l$r.lego.example.org" --http --http.port "127.0.0.1:$HTTP01" run >"$d/log" 2>&1 || { echo "lego failed: $(tail -1 "$d/log")" >&2; }
+    LEGO_CA_CERTIFICATES=$ACME_CA_BUNDLE lego --server "$ACME_DIR_URL" --path "$d" --email bench@example.org \
+      --accept-tos --domains "l$r.lego.example.org" --http --http.port "127.0.0.1:$HTTP01_PORT" run >"$d/log" 2>&1 || { echo "lego failed: $(tail -1 "$d/log")" >&2; }
     t1=$(now); t+=("$(echo "$t1 - $t0" | bc)")
   done
-  lego_med=$(printf '%s\n' "${t[@]}" | median)
+  lego_med=$(printf '%s\n' "${t[@]}" | median | xargs printf '%.2f')
 fi
 if command -v certbot >/dev/null; then
   t=()
   for r in $(seq 1 "$RUNS"); do
     d=$WORK/certbot$r; mkdir -p "$d"
     t0=$(now)
-    REQUESTS_CA_BUNDLE=$WORK/ca.pem certbot certonly --non-interactive --standalone --http-01-address 127.0.0.1 --http-01-port "$HTTP01" \
-      --server "https://127.0.0.1:$ACME/dir" --agree-tos -m bench@example.org -d "b$r.certbot.example.org" \
+    REQUESTS_CA_BUNDLE=$ACME_CA_BUNDLE certbot certonly --non-interactive --standalone --http-01-address 127.0.0.1 --http-01-port "$HTTP01_PORT" \
+      --server "$ACME_DIR_URL" --agree-tos -m bench@example.org -d "b$r.certbot.example.org" \
       --config-dir "$d/etc" --work-dir "$d/work" --logs-dir "$d/logs" --no-random-sleep-on-renew >"$d/log" 2>&1 || { echo "certbot failed: $(tail -1 "$d/log")" >&2; }
     t1=$(now); t+=("$(echo "$t1 - $t0" | bc)")
   done
-  certbot_med=$(printf '%s\n' "${t[@]}" | median)
+  certbot_med=$(printf '%s\n' "${t[@]}" | median | xargs printf '%.2f')
 fi
 
 # 2. 100 certificates in one run.
@@ -90,11 +74,12 @@ cfg100=$(config hundred 100 ${CONCURRENCY:-8})
 t0=$(now); "$BIN" renew --config "$cfg100" --no-random-sleep >"$WORK/hundred.out" 2>"$WORK/hundred.err" || true; t1=$(now)
 hundred=$(echo "$t1 - $t0" | bc)
 renewed=$(grep -c ": renewed" "$WORK/hundred.out" || true)
+grep FAILED "$WORK/hundred.out" | head -3 >&2 || true
 
 # 3. Nothing due over the same 100 certificates.
 nd=()
 for r in $(seq 1 $((RUNS * 4))); do
-  t0=$(now); "$BIN" renew --config "$cfg100" --no-random-sleep >/dev/null 2>&1; t1=$(now)
+  t0=$(now); "$BIN" renew --config "$cfg100" --no-random-sleep >/dev/null 2>&1 || true; t1=$(now)
   nd+=("$(echo "($t1 - $t0) * 1000" | bc)")
 done
 nothing_ms=$(printf '%s\n' "${nd[@]}" | median)

@@ -25,15 +25,19 @@ enum ChildSpawner {
         environment: [String: String],
         workingDirectory: String?
     ) -> Result<SpawnedChild, SpawnFailure> {
+        // Relative paths are resolved here, against the child's working directory, so the checks below and
+        // the exec after posix_spawn's chdir see the same file.
+        let ourDirectory = currentDirectory()
+        let childDirectory = workingDirectory.map { absolute($0, base: ourDirectory) }
+        if let childDirectory, let problem = checkDirectory(childDirectory) {
+            return .failure(problem)
+        }
         let path: String
-        switch resolve(executable, searchPath: environment["PATH"]) {
+        switch resolve(executable, searchPath: environment["PATH"], relativeTo: childDirectory ?? ourDirectory) {
         case .success(let resolved): path = resolved
         case .failure(let failure): return .failure(failure)
         }
         if let problem = validate(arguments: arguments, environment: environment) {
-            return .failure(problem)
-        }
-        if let directory = workingDirectory, let problem = checkDirectory(directory) {
             return .failure(problem)
         }
 
@@ -51,7 +55,7 @@ enum ChildSpawner {
         posix_spawn_file_actions_adddup2(&actions, writeFD, 2)
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         GlibcExtras.addCloseFrom(&actions, 3)
-        if let directory = workingDirectory {
+        if let directory = childDirectory {
             guard GlibcExtras.addChdir(&actions, directory) else {
                 close(readFD)
                 close(writeFD)
@@ -91,20 +95,32 @@ enum ChildSpawner {
         return .success(SpawnedChild(pid: pid, outputFD: readFD))
     }
 
-    /// Finds the file to run: a name with a slash is used as is; a bare name is looked up in `searchPath`.
-    static func resolve(_ executable: String, searchPath: String?) -> Result<String, SpawnFailure> {
+    /// Finds the file to run as an absolute path: a name with a slash is taken relative to `base` (the
+    /// child's working directory) unless absolute; a bare name is looked up in `searchPath`.
+    static func resolve(_ executable: String, searchPath: String?, relativeTo base: String) -> Result<String, SpawnFailure> {
         guard !executable.isEmpty else { return .failure(SpawnFailure(reason: "empty executable name")) }
         guard !executable.utf8.contains(0) else { return .failure(SpawnFailure(reason: "executable name contains a NUL byte")) }
         if executable.contains("/") {
-            if let problem = checkExecutable(executable) { return .failure(problem) }
-            return .success(executable)
+            if let problem = checkExecutable(absolute(executable, base: base)) { return .failure(problem) }
+            return .success(absolute(executable, base: base))
         }
         let directories = (searchPath ?? defaultSearchPath).split(separator: ":", omittingEmptySubsequences: false)
         for directory in directories {
-            let candidate = (directory.isEmpty ? "." : String(directory)) + "/" + executable
+            let candidate = absolute((directory.isEmpty ? "." : String(directory)) + "/" + executable, base: base)
             if checkExecutable(candidate) == nil { return .success(candidate) }
         }
         return .failure(SpawnFailure(reason: "not found in PATH: \(executable)"))
+    }
+
+    private static func absolute(_ path: String, base: String) -> String {
+        if path.hasPrefix("/") { return path }
+        return base.hasSuffix("/") ? base + path : base + "/" + path
+    }
+
+    private static func currentDirectory() -> String {
+        guard let pointer = getcwd(nil, 0) else { return "." }
+        defer { free(pointer) }
+        return String(cString: pointer)
     }
 
     /// `nil` if `path` is a regular file with an execute bit; otherwise why not.

@@ -16,7 +16,9 @@ public enum ProcessRunner {
     /// Cancelling the calling task ends the group the same way; the outcome then is how the child ended
     /// (normally `.signalled(signal: SIGTERM)`). A task cancelled before the call returns
     /// `.failedToStart(reason: "cancelled before start")` without starting anything.
-    /// Processes the child leaves behind after exiting normally are not killed (see ``ChildSupervisor``).
+    /// Processes the child leaves behind after exiting normally are not killed (a hook may start a daemon
+    /// with `nohup`); output they write is read for another 0.5 s, then our end of the pipe is closed, so
+    /// such processes should redirect their output.
     ///
     /// - Parameters:
     ///   - executable: a path, or a bare name looked up in `environment["PATH"]` (or a standard PATH).

@@ -127,8 +127,8 @@ public final class CertificateStore: Sendable {
         try fileSystem.makeDirectory(archive, mode: 0o700)
         removeStaleTemporaries(name: name)
 
-        let liveVersion = currentTarget.flatMap { VersionDirectory(name: FileSystem.lastComponent(of: $0)) }?.number ?? 0
-        let version = max(try versionDirectories(name: name).last?.number ?? 0, liveVersion) + 1
+        let currentVersion = currentTarget.flatMap { VersionDirectory(name: FileSystem.lastComponent(of: $0)) }?.number ?? 0
+        let version = max(try versionDirectories(name: name).last?.number ?? 0, currentVersion) + 1
         let versionName = VersionDirectory.makeName(number: version, date: now)
         let versionPath = "\(archive)/\(versionName)"
         let meta = verified.meta(name: name, version: version, issuedBy: issuedBy, installedAt: now)

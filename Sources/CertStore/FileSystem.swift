@@ -52,7 +52,7 @@ struct FileSystem: Sendable {
         return info.st_mode & 0o7777
     }
 
-    /// Creates directory `path` with exactly `mode` unless a directory is already there.
+    /// Creates directory `path` with exactly `mode` (and fsyncs its parent) unless a directory is already there.
     /// - Throws: when something else is at `path` (ENOTDIR) or mkdir fails.
     func makeDirectory(_ path: String, mode: mode_t) throws(StoreError) {
         switch try kind(path) {
@@ -68,6 +68,8 @@ struct FileSystem: Sendable {
             }
             // mkdir honours the umask; the store wants the exact mode.
             guard chmod(path, mode) == 0 else { throw .io("chmod", path) }
+            // Make the new entry durable, so a symlink later made durable never points into a lost directory.
+            try syncDirectory(Self.directory(of: path))
         }
     }
 

@@ -127,27 +127,34 @@ final class RenewalSession: Sendable {
 }
 
 /// http-01 responders by listen address, started on first use and shared by every certificate of the run.
+///
+/// Concurrent first uses of one address await the same start (an actor alone would let both bind).
 actor ResponderPool {
-    private var running: [String: HTTP01Responder] = [:]
+    private var starting: [String: Task<HTTP01Responder, any Error>] = [:]
     let logger: Logger
 
     init(logger: Logger) { self.logger = logger }
 
     func responder(host: String, port: Int) async throws -> HTTP01Responder {
         let key = "\(host):\(port)"
-        if let responder = running[key] { return responder }
-        let responder = try await HTTP01Responder.start(host: host, port: port, tokens: HTTP01TokenTable(), logger: logger)
-        if let raced = running[key] {
-            await responder.stop()
-            return raced
+        let start = starting[key] ?? Task { [logger] in
+            try await HTTP01Responder.start(host: host, port: port, tokens: HTTP01TokenTable(), logger: logger)
         }
-        running[key] = responder
-        return responder
+        starting[key] = start
+        do {
+            return try await start.value
+        } catch {
+            // Let a later certificate try again (the port may have been freed).
+            if starting[key] == start { starting[key] = nil }
+            throw error
+        }
     }
 
     func stopAll() async {
-        for responder in running.values { await responder.stop() }
-        running = [:]
+        for start in starting.values {
+            if let responder = try? await start.value { await responder.stop() }
+        }
+        starting = [:]
     }
 }
 

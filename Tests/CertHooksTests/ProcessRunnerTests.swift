@@ -117,11 +117,16 @@ struct ProcessRunnerTests {
         #expect(result.duration < 5)
     }
 
-    @Test("the working directory is set when asked")
+    @Test("the working directory is set when asked, and relative executables are found in it")
     func workingDirectory() async throws {
         let directory = try TemporaryDirectory()
         let result = await ProcessRunner.run(executable: "/bin/pwd", arguments: ["-P"], environment: [:], timeout: 10, workingDirectory: directory.path)
         #expect(result.output == directory.path + "\n")
+
+        try directory.script("local-hook", "echo local")
+        let relative = await ProcessRunner.run(executable: "./local-hook", arguments: [], environment: [:], timeout: 10, workingDirectory: directory.path)
+        #expect(relative.outcome == .exited(code: 0))
+        #expect(relative.output == "local\n")
 
         let missing = await ProcessRunner.run(executable: "/bin/pwd", arguments: [], environment: [:], timeout: 10, workingDirectory: directory.path + "/nope")
         #expect(missing.outcome == .failedToStart(reason: "no such working directory: \(directory.path)/nope"))

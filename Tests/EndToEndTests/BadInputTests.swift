@@ -43,87 +43,87 @@ struct BadInputTests {
 
     @Test("CA down, a failing hook, a hanging hook, a full and a read-only state directory")
     func failuresKeepTheLiveCertificate() async throws {
-        let pebble = try await PebbleServer.start(options: .init(nonceRejectPercent: 20, authzReusePercent: 50))
-        defer { Task { await pebble.stop() } }
-        let mount = try TemporaryDirectory(name: "tmpfs")
-        // A small tmpfs we can fill up and remount read-only.
-        let mounted = try tool("/bin/mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", mount.path])
-        try #require(mounted.status == 0, "mount: \(mounted.output)")
-        defer {
-            _ = try? tool("/bin/umount", ["-l", mount.path])
-            mount.remove()
+        try await withPebble(.init(nonceRejectPercent: 20, authzReusePercent: 50)) { pebble in
+            let mount = try TemporaryDirectory(name: "tmpfs")
+            // A small tmpfs we can fill up and remount read-only.
+            let mounted = try tool("/bin/mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", mount.path])
+            try #require(mounted.status == 0, "mount: \(mounted.output)")
+            defer {
+                _ = try? tool("/bin/umount", ["-l", mount.path])
+                mount.remove()
+            }
+            let state = mount.appending("state")
+            let hookMarker = mount.appending("hook-mode")
+            let hook = """
+            hooks:
+              timeout: 2s
+              deploy:
+                - command: "m=$(cat \(hookMarker) 2>/dev/null || echo ok); if [ $m = fail ]; then echo broken >&2; exit 3; elif [ $m = hang ]; then sleep 60; fi"
+            """
+            let good = try Installation(
+                name: "badinput", directoryURL: pebble.directoryURL, caBundle: pebble.caBundlePath, http01Port: pebble.httpPort,
+                certificatesYAML: "  - {name: web, domains: [bad.example.org]}", extra: hook, stateDirectory: state
+            )
+            defer { good.directory.remove() }
+            let first = try await good.run(["renew", "--no-random-sleep"])
+            try #require(first.exitCode == 0, "stderr: \(first.stderr)")
+            var before = good.liveBytes("web")
+            #expect(before.count == 6 && before.values.allSatisfy { !$0.isEmpty })
+
+            // 1. The CA is down (nothing listens on the directory port).
+            let closedPort = try PortAllocator.shared.allocate()
+            let down = try Installation(
+                name: "down", directoryURL: "https://127.0.0.1:\(closedPort)/dir", caBundle: pebble.caBundlePath, http01Port: pebble.httpPort,
+                certificatesYAML: "  - {name: web, domains: [bad.example.org]}", extra: hook, stateDirectory: state
+            )
+            defer { down.directory.remove() }
+            let unreachable = try await down.run(["force-renew", "web"])
+            #expect(unreachable.exitCode == 1)
+            let errorLines = unreachable.stderr.split(separator: "\n").filter { $0.hasPrefix("certkeeper:") || $0.contains(" error ") }
+            #expect(errorLines.count == 1, "\(unreachable.stderr)")
+            #expect(unreachable.stderr.contains("127.0.0.1:\(closedPort)"), "\(unreachable.stderr)")
+            #expect(good.liveBytes("web") == before)
+
+            // 2. A failing hook: the new certificate stays (it is good), the exit code says 1, the hook's error is logged.
+            try "fail".write(toFile: hookMarker, atomically: true, encoding: .utf8)
+            let failingHook = try await good.run(["force-renew", "web"])
+            #expect(failingHook.exitCode == 1, "\(failingHook.stderr)")
+            #expect(failingHook.stdout.contains("deploy hook(s) failed"))
+            #expect(failingHook.stderr.contains("broken"))
+            #expect(good.liveBytes("web") != before)
+            before = good.liveBytes("web")
+
+            // 3. A hanging hook is killed after its timeout.
+            try "hang".write(toFile: hookMarker, atomically: true, encoding: .utf8)
+            let started = Date()
+            let hanging = try await good.run(["force-renew", "web"])
+            #expect(hanging.exitCode == 1, "\(hanging.stderr)")
+            #expect(Date().timeIntervalSince(started) < 50, "the hook was not stopped at its timeout")
+            #expect(hanging.stderr.contains("timed out"), "\(hanging.stderr)")
+            try "ok".write(toFile: hookMarker, atomically: true, encoding: .utf8)
+            before = good.liveBytes("web")
+
+            // 4. A full state directory: renewal fails, nothing is torn, live is byte-for-byte the same.
+            let filler = mount.appending("filler")
+            _ = try tool("/bin/dd", ["if=/dev/zero", "of=\(filler)", "bs=4k", "count=1000"])
+            let full = try await good.run(["force-renew", "web"])
+            #expect(full.exitCode == 1, "\(full.stderr)")
+            #expect(full.stderr.lowercased().contains("no space"), "\(full.stderr)")
+            #expect(good.liveBytes("web") == before)
+            try FileManager.default.removeItem(atPath: filler)
+
+            // 5. A read-only state directory.
+            let remount = try tool("/bin/mount", ["-o", "remount,ro", mount.path])
+            try #require(remount.status == 0, "remount: \(remount.output)")
+            let readOnly = try await good.run(["force-renew", "web"])
+            #expect(readOnly.exitCode == 1, "\(readOnly.stderr)")
+            #expect(readOnly.stderr.lowercased().contains("read-only"), "\(readOnly.stderr)")
+            #expect(good.liveBytes("web") == before)
+            _ = try tool("/bin/mount", ["-o", "remount,rw", mount.path])
+
+            // Afterwards the store still works.
+            let recovered = try await good.run(["force-renew", "web"])
+            #expect(recovered.exitCode == 0, "\(recovered.stderr)")
         }
-        let state = mount.appending("state")
-        let hookMarker = mount.appending("hook-mode")
-        let hook = """
-        hooks:
-          timeout: 2s
-          deploy:
-            - command: "m=$(cat \(hookMarker) 2>/dev/null || echo ok); if [ $m = fail ]; then echo broken >&2; exit 3; elif [ $m = hang ]; then sleep 60; fi"
-        """
-        let good = try Installation(
-            name: "badinput", directoryURL: pebble.directoryURL, caBundle: pebble.caBundlePath, http01Port: pebble.httpPort,
-            certificatesYAML: "  - {name: web, domains: [bad.example.org]}", extra: hook, stateDirectory: state
-        )
-        defer { good.directory.remove() }
-        let first = try await good.run(["renew", "--no-random-sleep"])
-        try #require(first.exitCode == 0, "stderr: \(first.stderr)")
-        var before = good.liveBytes("web")
-        #expect(before.count == 6 && before.values.allSatisfy { !$0.isEmpty })
-
-        // 1. The CA is down (nothing listens on the directory port).
-        let closedPort = try PortAllocator.shared.allocate()
-        let down = try Installation(
-            name: "down", directoryURL: "https://127.0.0.1:\(closedPort)/dir", caBundle: pebble.caBundlePath, http01Port: pebble.httpPort,
-            certificatesYAML: "  - {name: web, domains: [bad.example.org]}", extra: hook, stateDirectory: state
-        )
-        defer { down.directory.remove() }
-        let unreachable = try await down.run(["force-renew", "web"])
-        #expect(unreachable.exitCode == 1)
-        let errorLines = unreachable.stderr.split(separator: "\n").filter { $0.hasPrefix("certkeeper:") || $0.contains(" error ") }
-        #expect(errorLines.count == 1, "\(unreachable.stderr)")
-        #expect(unreachable.stderr.contains("127.0.0.1:\(closedPort)"), "\(unreachable.stderr)")
-        #expect(good.liveBytes("web") == before)
-
-        // 2. A failing hook: the new certificate stays (it is good), the exit code says 1, the hook's error is logged.
-        try "fail".write(toFile: hookMarker, atomically: true, encoding: .utf8)
-        let failingHook = try await good.run(["force-renew", "web"])
-        #expect(failingHook.exitCode == 1, "\(failingHook.stderr)")
-        #expect(failingHook.stdout.contains("deploy hook(s) failed"))
-        #expect(failingHook.stderr.contains("broken"))
-        #expect(good.liveBytes("web") != before)
-        before = good.liveBytes("web")
-
-        // 3. A hanging hook is killed after its timeout.
-        try "hang".write(toFile: hookMarker, atomically: true, encoding: .utf8)
-        let started = Date()
-        let hanging = try await good.run(["force-renew", "web"])
-        #expect(hanging.exitCode == 1, "\(hanging.stderr)")
-        #expect(Date().timeIntervalSince(started) < 50, "the hook was not stopped at its timeout")
-        #expect(hanging.stderr.contains("timed out"), "\(hanging.stderr)")
-        try "ok".write(toFile: hookMarker, atomically: true, encoding: .utf8)
-        before = good.liveBytes("web")
-
-        // 4. A full state directory: renewal fails, nothing is torn, live is byte-for-byte the same.
-        let filler = mount.appending("filler")
-        _ = try tool("/bin/dd", ["if=/dev/zero", "of=\(filler)", "bs=4k", "count=1000"])
-        let full = try await good.run(["force-renew", "web"])
-        #expect(full.exitCode == 1, "\(full.stderr)")
-        #expect(full.stderr.lowercased().contains("no space"), "\(full.stderr)")
-        #expect(good.liveBytes("web") == before)
-        try FileManager.default.removeItem(atPath: filler)
-
-        // 5. A read-only state directory.
-        let remount = try tool("/bin/mount", ["-o", "remount,ro", mount.path])
-        try #require(remount.status == 0, "remount: \(remount.output)")
-        let readOnly = try await good.run(["force-renew", "web"])
-        #expect(readOnly.exitCode == 1, "\(readOnly.stderr)")
-        #expect(readOnly.stderr.lowercased().contains("read-only"), "\(readOnly.stderr)")
-        #expect(good.liveBytes("web") == before)
-        _ = try tool("/bin/mount", ["-o", "remount,rw", mount.path])
-
-        // Afterwards the store still works.
-        let recovered = try await good.run(["force-renew", "web"])
-        #expect(recovered.exitCode == 0, "\(recovered.stderr)")
     }
 }

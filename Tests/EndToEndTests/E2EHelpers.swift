@@ -92,3 +92,16 @@ func mode(_ path: String) throws -> Int {
     let attributes = try FileManager.default.attributesOfItem(atPath: path)
     return (attributes[.posixPermissions] as? NSNumber)?.intValue ?? -1
 }
+
+/// Runs `body` with a fresh Pebble and always stops it (and its challtestsrv) before returning, even on failure.
+func withPebble<T>(_ options: PebbleServer.Options = .init(), _ body: (PebbleServer) async throws -> T) async throws -> T {
+    let pebble = try await PebbleServer.start(options: options)
+    do {
+        let result = try await body(pebble)
+        await pebble.stop()
+        return result
+    } catch {
+        await pebble.stop()
+        throw error
+    }
+}

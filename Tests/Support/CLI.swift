@@ -43,4 +43,18 @@ public enum CLI {
             currentDirectory: currentDirectory, timeout: timeout
         )
     }
+
+    /// Starts `certkeeper <args>` as a long-running process (e.g. the daemon), logging to
+    /// `<logDirectory>/<name>.log`. Stop it with ``ManagedProcess/stop(gracePeriod:)``, or send SIGTERM with
+    /// ``ManagedProcess/send(signal:)`` and check ``ManagedProcess/waitForExit(timeout:)``.
+    /// - Throws: ``TestSupportError/executableNotFound(searched:)`` or ``TestSupportError/launchFailed(executable:reason:)``.
+    public static func start(
+        _ args: [String],
+        environment: [String: String] = [:],
+        logDirectory: String,
+        name: String = "certkeeper"
+    ) throws -> ManagedProcess {
+        try ManagedProcess.start(name: name, executable: try executablePath(), arguments: args,
+                                 environment: environment, logDirectory: logDirectory)
+    }
 }

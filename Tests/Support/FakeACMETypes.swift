@@ -58,8 +58,32 @@ extension FakeACMEServer {
 
     /// The server's resources, used to aim injected failures.
     public enum Endpoint: String, Sendable, CaseIterable {
-        case directory, newNonce, newAccount, newOrder, account, order, finalize, authorization, challenge
-        case certificate, renewalInfo, revokeCert, keyChange
+        /// `GET /directory`.
+        case directory
+        /// `HEAD`/`GET /new-nonce`.
+        case newNonce
+        /// `POST /new-account`.
+        case newAccount
+        /// `POST /new-order`.
+        case newOrder
+        /// `POST /acct/<id>`.
+        case account
+        /// `POST /order/<id>`.
+        case order
+        /// `POST /order/<id>/finalize`.
+        case finalize
+        /// `POST /authz/<id>`.
+        case authorization
+        /// `POST /chall/<id>`.
+        case challenge
+        /// `POST /cert/<id>`.
+        case certificate
+        /// `GET /renewal-info/<certID>`.
+        case renewalInfo
+        /// `POST /revoke-cert`.
+        case revokeCert
+        /// `POST /key-change` (always refused).
+        case keyChange
     }
 
     /// An ACME identifier (`{"type":"dns","value":"example.org"}`).
@@ -100,6 +124,13 @@ extension FakeACMEServer {
         public let path: String
         /// The response status code.
         public let status: Int
+
+        /// Creates a record (to compare against ``FakeACMEServer/requestLog``).
+        public init(method: String, path: String, status: Int) {
+            self.method = method
+            self.path = path
+            self.status = status
+        }
     }
 
     /// A certificate the fake CA issued.

@@ -1,5 +1,4 @@
 import Foundation
-import NIOConcurrencyHelpers
 
 #if canImport(Glibc)
 import Glibc
@@ -7,8 +6,8 @@ import Glibc
 
 /// A long-running program started for a test (Pebble, a server under test), with stdout and stderr in a log file.
 ///
-/// Always pair ``start(name:executable:arguments:environment:logDirectory:)`` with ``stop()``, for example in a
-/// `defer { Task { await process.stop() } }` or better a do/catch that stops before rethrowing.
+/// Always pair ``start(name:executable:arguments:environment:logDirectory:)`` with ``stop()``: run the test body
+/// in a do/catch that stops the process before rethrowing, so a failing test leaves nothing running.
 public final class ManagedProcess: Sendable {
     /// A short name used in log file names and error messages.
     public let name: String
@@ -18,26 +17,21 @@ public final class ManagedProcess: Sendable {
     public let arguments: [String]
     /// Where stdout and stderr go.
     public let logPath: String
-    /// The child's process id.
-    public let processIdentifier: Int32
+    /// The child's process id (also its process group id: signals go to the whole group).
+    public var processIdentifier: Int32 { child.pid }
 
-    // Foundation marks `Process` Sendable but gives no guarantees about concurrent use; serialise it.
-    private let process: NIOLockedValueBox<Process>
-    private let logHandle: NIOLockedValueBox<FileHandle?>
+    private let child: ChildProcess
 
-    private init(name: String, executable: String, arguments: [String], logPath: String,
-                 process: Process, logHandle: FileHandle) {
+    private init(name: String, executable: String, arguments: [String], logPath: String, child: ChildProcess) {
         self.name = name
         self.executable = executable
         self.arguments = arguments
         self.logPath = logPath
-        self.processIdentifier = process.processIdentifier
-        self.process = NIOLockedValueBox(process)
-        self.logHandle = NIOLockedValueBox(logHandle)
+        self.child = child
     }
 
-    /// Starts `executable` with `arguments`; stdout and stderr go to `<logDirectory>/<name>.log`, stdin is
-    /// `/dev/null`.
+    /// Starts `executable` with `arguments` in its own process group, with a clean signal mask; stdout and stderr
+    /// go to `<logDirectory>/<name>.log`, stdin is `/dev/null`.
     /// - Parameters:
     ///   - name: A short name for logs and errors.
     ///   - executable: Absolute path of the program.
@@ -53,39 +47,18 @@ public final class ManagedProcess: Sendable {
         logDirectory: String
     ) throws -> ManagedProcess {
         let logPath = "\(logDirectory)/\(name).log"
-        guard FileManager.default.createFile(atPath: logPath, contents: nil),
-              let logHandle = FileHandle(forWritingAtPath: logPath)
-        else {
-            throw TestSupportError.launchFailed(executable: executable, reason: "cannot create log file \(logPath)")
-        }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = logHandle
-        process.standardError = logHandle
-        do {
-            try process.run()
-        } catch {
-            try? logHandle.close()
-            throw TestSupportError.launchFailed(executable: executable, reason: "\(error)")
-        }
-        return ManagedProcess(name: name, executable: executable, arguments: arguments, logPath: logPath,
-                              process: process, logHandle: logHandle)
+        let child = try ChildProcess.spawn(
+            executable: executable, arguments: arguments,
+            environment: ProcessInfo.processInfo.environment.merging(environment) { _, new in new },
+            currentDirectory: nil, stdoutPath: logPath, stderrPath: logPath)
+        return ManagedProcess(name: name, executable: executable, arguments: arguments, logPath: logPath, child: child)
     }
 
     /// Whether the program is still running.
-    public var isRunning: Bool { process.withLockedValue { $0.isRunning } }
+    public var isRunning: Bool { child.isRunning }
 
     /// The exit status, or `nil` while running. A program killed by a signal reports 128 + the signal number.
-    public var exitCode: Int32? {
-        process.withLockedValue { process in
-            guard !process.isRunning else { return nil }
-            return process.terminationReason == .uncaughtSignal
-                ? 128 + process.terminationStatus : process.terminationStatus
-        }
-    }
+    public var exitCode: Int32? { child.exitCode }
 
     /// Waits until a TCP connection to `host:port` succeeds.
     /// - Parameters:
@@ -109,14 +82,22 @@ public final class ManagedProcess: Sendable {
         }
     }
 
-    /// Stops the program: SIGTERM, then SIGKILL after `gracePeriod` seconds, then waits (at most 5 s more) for it
-    /// to be reaped. Safe to call more than once.
+    /// Stops the program and everything it started: SIGTERM to its process group, then SIGKILL after
+    /// `gracePeriod` seconds, then waits (at most 5 s more) for it to be reaped. Safe to call more than once.
     public func stop(gracePeriod: Double = 3) async {
-        await Self.terminate(pid: processIdentifier, isRunning: { self.isRunning }, gracePeriod: gracePeriod)
-        logHandle.withLockedValue { handle in
-            try? handle?.close()
-            handle = nil
-        }
+        await child.terminate(gracePeriod: gracePeriod)
+    }
+
+    /// Sends `signal` (e.g. `SIGHUP`) to the program's process group.
+    public func send(signal: Int32) {
+        child.send(signal)
+    }
+
+    /// Waits up to `timeout` seconds for the program to exit by itself.
+    /// - Returns: Its exit code, or `nil` if it is still running.
+    public func waitForExit(timeout: Double) async -> Int32? {
+        _ = await child.waitForExit(seconds: timeout)
+        return exitCode
     }
 
     /// The last `lines` lines of the log, for failure messages.
@@ -127,26 +108,6 @@ public final class ManagedProcess: Sendable {
     }
 
     private func describe() -> String { "\(name) (\(executable), pid \(processIdentifier))" }
-
-    /// SIGTERM, bounded wait, SIGKILL, bounded wait. Shared with ``OneShotProcess``.
-    static func terminate(pid: Int32, isRunning: @Sendable () -> Bool, gracePeriod: Double) async {
-        guard isRunning() else { return }
-        kill(pid, SIGTERM)
-        if await waitUntil(seconds: gracePeriod, { !isRunning() }) { return }
-        kill(pid, SIGKILL)
-        _ = await waitUntil(seconds: 5, { !isRunning() })
-    }
-
-    /// Polls `condition` every 20 ms for at most `seconds`; returns whether it became true.
-    static func waitUntil(seconds: Double, _ condition: @Sendable () -> Bool) async -> Bool {
-        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-        while !condition() {
-            if ContinuousClock.now >= deadline { return false }
-            // Cancellation must not cut cleanup short, so the sleep's error is ignored.
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        return true
-    }
 }
 
 /// A bounded TCP connect check.

@@ -219,10 +219,12 @@ public final class PebbleServer: Sendable {
     }
 
     /// Revocation status of a certificate Pebble issued (`/cert-status-by-serial/<hex>`).
-    /// - Parameter serialHex: The serial in hex, no `0x` and no colons; leading zeros are fine.
+    /// - Parameter serialHex: The serial in hex, any case; a `0x` prefix, colons and leading zeros are ignored.
     /// - Throws: ``TestSupportError/http(url:reason:)``, also when Pebble does not know the serial (404).
     public func certStatus(serialHex: String) async throws -> CertificateStatus {
-        let url = "https://127.0.0.1:\(managementPort)/cert-status-by-serial/\(serialHex.lowercased())"
+        var hex = serialHex.lowercased().replacingOccurrences(of: ":", with: "")
+        if hex.hasPrefix("0x") { hex.removeFirst(2) }
+        let url = "https://127.0.0.1:\(managementPort)/cert-status-by-serial/\(hex)"
         let response = try await Curl.request("GET", url, caBundlePath: caBundlePath)
         guard response.status == 200 else {
             throw TestSupportError.http(url: url, reason: "status \(response.status)")

@@ -19,6 +19,7 @@ public enum TestSupportError: Error, CustomStringConvertible, Sendable {
     /// The `certkeeper` executable could not be located.
     case executableNotFound(searched: [String])
 
+    /// One line naming what failed, where, and why.
     public var description: String {
         switch self {
         case .fileSystem(let operation, let path, let reason):
