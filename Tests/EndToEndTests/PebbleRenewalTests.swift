@@ -133,6 +133,43 @@ struct PebbleRenewalTests {
             let live = "\(install.stateDirectory)/live/wild"
             let (verified, output) = try opensslVerify(certPath: "\(live)/cert.pem", chainPath: "\(live)/chain.pem", rootPEM: roots, in: install.directory)
             #expect(verified, "openssl verify: \(output)")
+            let rsaLive = "\(install.stateDirectory)/live/rsa"
+            let (rsaVerified, rsaOutput) = try opensslVerify(certPath: "\(rsaLive)/cert.pem", chainPath: "\(rsaLive)/chain.pem", rootPEM: roots, in: install.directory)
+            #expect(rsaVerified, "openssl verify: \(rsaOutput)")
+        }
+    }
+
+    @Test("http-01 through a webroot served by another web server")
+    func webroot() async throws {
+        try await withPebble(.init(nonceRejectPercent: 20, authzReusePercent: 0)) { pebble in
+            let webroot = try TemporaryDirectory(name: "webroot")
+            defer { webroot.remove() }
+            let server = try await StaticFileServer.start(rootDirectory: webroot.path, port: pebble.httpPort)
+            do {
+                let install = try Installation(
+                    name: "webroot", directoryURL: pebble.directoryURL, caBundle: pebble.caBundlePath, http01Port: pebble.httpPort,
+                    certificatesYAML: """
+                      - name: site
+                        domains: [site.example.org]
+                        key_type: rsa2048
+                        challenge: {type: http-01, webroot: \(webroot.path)}
+                    """
+                )
+                defer { install.directory.remove() }
+                let result = try await install.run(["renew", "--no-random-sleep"])
+                #expect(result.exitCode == 0, "stderr: \(result.stderr)\n\(pebble.logTail())")
+                // Pebble fetched the token from the other server, and certkeeper removed the file afterwards.
+                #expect(server.requests.contains { $0.path.hasPrefix("/.well-known/acme-challenge/") && $0.status == 200 })
+                let left = (try? FileManager.default.contentsOfDirectory(atPath: webroot.appending(".well-known/acme-challenge"))) ?? []
+                #expect(left.isEmpty, "token files left behind: \(left)")
+                let live = "\(install.stateDirectory)/live/site"
+                let (verified, output) = try opensslVerify(certPath: "\(live)/cert.pem", chainPath: "\(live)/chain.pem", rootPEM: try await pebble.rootPEMs(), in: install.directory)
+                #expect(verified, "openssl verify: \(output)")
+                await server.stop()
+            } catch {
+                await server.stop()
+                throw error
+            }
         }
     }
 
