@@ -71,6 +71,7 @@ let package = Package(
             name: "Renewal",
             dependencies: [
                 "ACMEProtocol", "ACMEClient", "CertStore", "RenewalPolicy", "CertkeeperConfig", "CertHooks",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

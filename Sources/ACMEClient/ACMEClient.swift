@@ -120,6 +120,10 @@ public final class ACMEClient: Sendable {
         )
         logger.debug("order created", metadata: ["acme.order": "\(orderURL)", "acme.status": "\(createdOrder.status.rawValue)"])
         var order = createdOrder
+        if order.status == .valid || order.status == .processing {
+            // A CA that hands back an order it finalized earlier would give us a certificate for another key.
+            throw ACMEError(.protocolViolation("new order is already \(order.status.rawValue); it cannot carry this run's key"), url: orderURL)
+        }
 
         if order.status == .pending {
             try await authorize(order.authorizations, account: account, directory: directory, solverFor: solverFor, deadline: deadline)
@@ -146,8 +150,10 @@ public final class ACMEClient: Sendable {
         let response: ACMEResponse
         do {
             response = try await signedPost(directory.newOrder, request, identification: .kid(account.url), directory: directory)
-        } catch let error where error.problemKind == .alreadyReplaced && request.replaces != nil {
-            logger.info("CA says the certificate was already replaced; ordering without 'replaces'")
+        } catch let error where request.replaces != nil && error.problemKind != nil && error.problemKind?.isTransient == false {
+            // alreadyReplaced, or a CA that does not know the old certificate (another account, a copied state
+            // directory, staging vs production): the renewal itself must not fail because of the hint.
+            logger.info("CA refused 'replaces'; ordering without it", metadata: ["error": "\(error)"])
             var plain = request
             plain.replaces = nil
             return try await newOrder(plain, account: account, directory: directory)
@@ -158,6 +164,22 @@ public final class ACMEClient: Sendable {
         return (location, try decode(ACMEOrder.self, response, url: directory.newOrder, what: "order"))
     }
 
+    /// A challenge that was published and must be withdrawn once the whole order is validated.
+    struct PublishedChallenge: Sendable {
+        let solver: any ChallengeSolver
+        let domain: String
+        let token: String
+        let keyAuthorization: String
+        let authorizationURL: String
+        let challengeType: String
+    }
+
+    /// Answers every pending authorization of an order.
+    ///
+    /// Challenges are published one after another (a DNS hook written for certbot may keep per-domain state in
+    /// files, and `example.org` plus `*.example.org` share one record name), then all are polled concurrently, and
+    /// only when every authorization is settled is anything withdrawn: cleaning up one name early could delete a
+    /// TXT record a sibling is still being validated against.
     func authorize(
         _ authorizationURLs: [String],
         account: ACMEAccountBinding,
@@ -165,42 +187,66 @@ public final class ACMEClient: Sendable {
         solverFor: @escaping @Sendable (ACMEIdentifier) -> (any ChallengeSolver)?,
         deadline: Date
     ) async throws(ACMEError) {
-        // Task groups cannot throw a typed error yet: collect results and rethrow the first failure.
-        let failures = await withTaskGroup(of: ACMEError?.self) { group in
+        var published: [PublishedChallenge] = []
+        do throws(ACMEError) {
             for url in authorizationURLs {
-                group.addTask {
-                    do throws(ACMEError) {
-                        try await self.authorize(url, account: account, directory: directory, solverFor: solverFor, deadline: deadline)
-                        return nil
-                    } catch {
-                        return error
-                    }
+                if let challenge = try await publish(url, account: account, directory: directory, solverFor: solverFor) {
+                    published.append(challenge)
                 }
             }
-            var failures: [ACMEError] = []
-            for await failure in group { if let failure { failures.append(failure) } }
-            return failures
+            let failures = await withTaskGroup(of: ACMEError?.self) { group in
+                for challenge in published {
+                    group.addTask {
+                        do throws(ACMEError) {
+                            try await self.awaitValidation(challenge, account: account, directory: directory, deadline: deadline)
+                            return nil
+                        } catch {
+                            return error
+                        }
+                    }
+                }
+                var failures: [ACMEError] = []
+                for await failure in group {
+                    if let failure {
+                        failures.append(failure)
+                        group.cancelAll()
+                    }
+                }
+                return failures
+            }
+            if let first = failures.first { throw first }
+        } catch {
+            await withdraw(published)
+            throw error
         }
-        if let first = failures.first { throw first }
+        await withdraw(published)
     }
 
-    func authorize(
+    func withdraw(_ published: [PublishedChallenge]) async {
+        for challenge in published {
+            await challenge.solver.cleanUp(domain: challenge.domain, token: challenge.token, keyAuthorization: challenge.keyAuthorization)
+        }
+    }
+
+    /// Fetches one authorization; if pending, publishes its challenge and tells the CA to validate.
+    /// Returns `nil` for an authorization that is already valid (reused by the CA).
+    func publish(
         _ url: String,
         account: ACMEAccountBinding,
         directory: ACMEDirectory,
-        solverFor: @escaping @Sendable (ACMEIdentifier) -> (any ChallengeSolver)?,
-        deadline: Date
-    ) async throws(ACMEError) {
+        solverFor: @Sendable (ACMEIdentifier) -> (any ChallengeSolver)?
+    ) async throws(ACMEError) -> PublishedChallenge? {
         let authorization = try await fetch(ACMEAuthorization.self, url, account: account, directory: directory, what: "authorization")
         let domain = (authorization.wildcard == true ? "*." : "") + authorization.identifier.value
         switch authorization.status {
         case .valid:
             logger.debug("authorization reused", metadata: ["acme.domain": "\(domain)"])
-            return
+            return nil
         case .pending:
             break
         default:
-            throw ACMEError(.authorizationFailed(domain: domain, nil), url: url)
+            let problem = authorization.challenges.compactMap(\.error).first
+            throw ACMEError(.authorizationFailed(domain: domain, problem), url: url)
         }
         guard let solver = solverFor(authorization.identifier) else {
             throw ACMEError(.solverFailed(domain: domain, reason: "no solver configured"), url: url)
@@ -213,35 +259,42 @@ public final class ACMEClient: Sendable {
             throw ACMEError(.protocolViolation("challenge token is missing or not base64url"), url: challenge.url)
         }
         let keyAuthorization = KeyAuthorization.http01(token: token, thumbprint: accountKey.thumbprint)
+        let published = PublishedChallenge(solver: solver, domain: domain, token: token, keyAuthorization: keyAuthorization, authorizationURL: url, challengeType: wanted)
         do {
             try await solver.present(domain: domain, token: token, keyAuthorization: keyAuthorization)
         } catch {
+            // present may have published part of its answer before failing (a hook killed at its timeout).
+            await solver.cleanUp(domain: domain, token: token, keyAuthorization: keyAuthorization)
             throw ACMEError(.solverFailed(domain: domain, reason: "\(error)"), url: challenge.url)
         }
         do throws(ACMEError) {
             if challenge.status == .pending {
                 _ = try await transport.post(challenge.url, payload: Array("{}".utf8), identification: .kid(account.url), newNonceURL: directory.newNonce)
             }
-            var attempt = 0
-            while true {
-                let current = try await fetchWithRetryAfter(ACMEAuthorization.self, url, account: account, directory: directory, what: "authorization")
-                switch current.value.status {
-                case .valid:
-                    await solver.cleanUp(domain: domain, token: token, keyAuthorization: keyAuthorization)
-                    logger.debug("authorization valid", metadata: ["acme.domain": "\(domain)"])
-                    return
-                case .pending:
-                    break
-                default:
-                    let problem = current.value.challenges.first(where: { $0.type == wanted })?.error
-                    throw ACMEError(.authorizationFailed(domain: domain, problem), url: url)
-                }
-                try await sleep(poll.delay(attempt: attempt, retryAfter: current.retryAfter), deadline: deadline, what: "validation of \(domain)")
-                attempt += 1
-            }
         } catch {
             await solver.cleanUp(domain: domain, token: token, keyAuthorization: keyAuthorization)
             throw error
+        }
+        return published
+    }
+
+    /// Polls one authorization until it is valid or has failed.
+    func awaitValidation(_ challenge: PublishedChallenge, account: ACMEAccountBinding, directory: ACMEDirectory, deadline: Date) async throws(ACMEError) {
+        var attempt = 0
+        while true {
+            let current = try await fetchWithRetryAfter(ACMEAuthorization.self, challenge.authorizationURL, account: account, directory: directory, what: "authorization")
+            switch current.value.status {
+            case .valid:
+                logger.debug("authorization valid", metadata: ["acme.domain": "\(challenge.domain)"])
+                return
+            case .pending:
+                break
+            default:
+                let problem = current.value.challenges.first(where: { $0.type == challenge.challengeType })?.error
+                throw ACMEError(.authorizationFailed(domain: challenge.domain, problem), url: challenge.authorizationURL)
+            }
+            try await sleep(poll.delay(attempt: attempt, retryAfter: current.retryAfter), deadline: deadline, what: "validation of \(challenge.domain)")
+            attempt += 1
         }
     }
 
@@ -277,13 +330,15 @@ public final class ACMEClient: Sendable {
         return (info, RetryAfter.seconds(from: response.retryAfterHeader, now: clock()))
     }
 
-    /// Revokes a certificate this account ordered.
-    public func revoke(certificateDER: [UInt8], reason: RevocationReason?, account: ACMEAccountBinding) async throws(ACMEError) {
+    /// Revokes a certificate.
+    /// - Parameter account: the account that ordered it; `nil` signs with this client's key as a JWK, which is how a
+    ///   request signed by the certificate's own private key is sent (required by Let's Encrypt for keyCompromise).
+    public func revoke(certificateDER: [UInt8], reason: RevocationReason?, account: ACMEAccountBinding?) async throws(ACMEError) {
         let directory = try await directory()
         guard let url = directory.revokeCert else {
             throw ACMEError(.protocolViolation("directory has no revokeCert"), url: directoryURL)
         }
-        _ = try await signedPost(url, RevocationRequest(certificateDER: certificateDER, reason: reason), identification: .kid(account.url), directory: directory)
+        _ = try await signedPost(url, RevocationRequest(certificateDER: certificateDER, reason: reason), identification: account.map { .kid($0.url) } ?? .jwk, directory: directory)
     }
 
     // MARK: Helpers

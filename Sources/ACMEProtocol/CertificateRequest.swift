@@ -9,8 +9,10 @@ public enum CertificateKeyType: String, Sendable, CaseIterable {
     case ec256, ec384, rsa2048, rsa3072, rsa4096
 }
 
-/// A freshly generated certificate private key with its PEM form.
-public struct GeneratedCertificateKey: Sendable {
+/// A freshly generated certificate private key with its PEM form. Its description never shows the key.
+public struct GeneratedCertificateKey: Sendable, CustomStringConvertible {
+    public var description: String { "GeneratedCertificateKey(\(type.rawValue), <redacted>)" }
+
     public let type: CertificateKeyType
     public let privateKey: Certificate.PrivateKey
     /// PKCS#8 for EC keys, PKCS#1 for RSA keys (what certbot writes), for `privkey.pem`; ends with a newline.
@@ -93,7 +95,10 @@ public enum ARICertificateID {
         guard let aki = try? certificate.extensions.authorityKeyIdentifier, let keyID = aki.keyIdentifier else {
             return nil
         }
-        return Base64URL.encode(Array(keyID)) + "." + Base64URL.encode(Array(certificate.serialNumber.bytes))
+        // The DER INTEGER content: a leading 0x00 when the top bit is set, so the number stays positive.
+        var serial = Array(certificate.serialNumber.bytes)
+        if let first = serial.first, first & 0x80 != 0 { serial.insert(0, at: 0) }
+        return Base64URL.encode(Array(keyID)) + "." + Base64URL.encode(serial)
     }
 
     /// Builds the renewalInfo URL for `certID`: the directory's `renewalInfo` with a single `/` joining them.

@@ -327,6 +327,13 @@ public final class CertificateStore: Sendable {
         return result.sorted { $0.number < $1.number }
     }
 
+    /// Throws the error `install` would throw for a `live/<name>` certkeeper does not manage (a real directory left
+    /// by certbot, a file), so callers can refuse before ordering a certificate they could not install.
+    public func checkInstallable(name: String) throws(StoreError) {
+        try StoreName.check(name)
+        _ = try managedLiveTarget(name: name, operation: "check live")
+    }
+
     /// The symlink content of `live/<name>`, `nil` when absent; refuses anything that is not a symlink.
     private func managedLiveTarget(name: String, operation: String) throws(StoreError) -> String? {
         let livePath = liveDirectory(name: name)

@@ -8,6 +8,8 @@ public enum CertificateOutcome: Sendable {
     case renewed(CertificateMeta, reason: RenewalReason)
     /// Installed, but at least one deploy hook failed (the new certificate stays: it is good).
     case renewedWithHookFailures(CertificateMeta, reason: RenewalReason, failedHooks: [String])
+    /// Not due, but the deploy hooks that failed for the installed certificate were run again.
+    case redeployed(CertificateMeta, failedHooks: [String])
     /// Not due yet.
     case notDue(until: Date, reason: RenewalReason)
     /// Due, but waiting out a back-off after earlier failures.
@@ -19,6 +21,7 @@ public enum CertificateOutcome: Sendable {
     public var isFailure: Bool {
         switch self {
         case .renewed, .notDue: false
+        case .redeployed(_, let failedHooks): !failedHooks.isEmpty
         case .renewedWithHookFailures, .backingOff, .failed: true
         }
     }

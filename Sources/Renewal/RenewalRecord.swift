@@ -10,12 +10,19 @@ public struct RenewalRecord: Codable, Sendable, Equatable {
     public var lastSuccess: Date?
     /// Serial of the installed certificate if it was revoked: it is then renewed on the next run.
     public var revokedSerial: String?
+    /// Serial of an installed certificate whose deploy hooks have not all succeeded yet: they run again on every
+    /// run until they do, so a failed reload cannot leave a server on the old certificate until it expires.
+    public var pendingDeploy: String?
+    /// Hooks that failed for `pendingDeploy`, for `status`.
+    public var failedHooks: [String]?
 
-    public init(backoff: BackoffState? = nil, ari: ARIRecord? = nil, lastSuccess: Date? = nil, revokedSerial: String? = nil) {
+    public init(backoff: BackoffState? = nil, ari: ARIRecord? = nil, lastSuccess: Date? = nil, revokedSerial: String? = nil, pendingDeploy: String? = nil, failedHooks: [String]? = nil) {
         self.backoff = backoff
         self.ari = ari
         self.lastSuccess = lastSuccess
         self.revokedSerial = revokedSerial
+        self.pendingDeploy = pendingDeploy
+        self.failedHooks = failedHooks
     }
 
     /// The state-file key for certificate `name`.

@@ -8,7 +8,7 @@ import Foundation
 import Logging
 import RenewalPolicy
 
-/// Everything one run needs to talk to the CA: the HTTP client, the account, the http-01 responders.
+/// Everything one run needs: the CA connection (opened on first use), the http-01 responders, the hook runner.
 /// Opened once per run under the lock, closed at its end.
 final class RenewalSession: Sendable {
     /// How often ARI is asked again when the CA does not say (the Let's Encrypt guide: at least twice a day).
@@ -16,76 +16,70 @@ final class RenewalSession: Sendable {
 
     let configuration: CertkeeperConfiguration
     let store: CertificateStore
-    let http: HTTPClient
-    let client: ACMEClient
-    let account: ACMEAccountBinding
+    let acme: ACMEConnection
     let responders: ResponderPool
+    let hooks: DeployHookQueue
     let environment: [String: String]
     let logger: Logger
     let clock: @Sendable () -> Date
 
-    private init(configuration: CertkeeperConfiguration, store: CertificateStore, http: HTTPClient, client: ACMEClient, account: ACMEAccountBinding, environment: [String: String], logger: Logger, clock: @escaping @Sendable () -> Date) {
+    init(configuration: CertkeeperConfiguration, store: CertificateStore, environment: [String: String], logger: Logger, clock: @escaping @Sendable () -> Date) {
         self.configuration = configuration
         self.store = store
-        self.http = http
-        self.client = client
-        self.account = account
+        self.acme = ACMEConnection(configuration: configuration, store: store, logger: logger, clock: clock)
         self.responders = ResponderPool(logger: logger)
+        self.hooks = DeployHookQueue()
         self.environment = environment
         self.logger = logger
         self.clock = clock
     }
 
-    /// Loads or creates the account key (0600 in the store), registers it if the store has no account URL.
-    static func open(configuration: CertkeeperConfiguration, store: CertificateStore, environment: [String: String], logger: Logger, clock: @escaping @Sendable () -> Date) async throws(RenewalSetupError) -> RenewalSession {
-        let acme = configuration.acme
-        let http: HTTPClient
-        do {
-            http = try ACMEHTTPClientFactory.make(extraTrustRootsFile: acme.caBundle, requestTimeout: acme.requestTimeout)
-        } catch {
-            throw RenewalSetupError("acme.ca_bundle: \(error)")
-        }
-        do {
-            let (key, record) = try AccountLoader.loadOrCreateKey(store: store, directoryURL: acme.directoryURL, logger: logger)
-            let client = ACMEClient(directoryURL: acme.directoryURL, accountKey: key, http: http, requestTimeout: acme.requestTimeout, logger: logger, clock: clock)
-            let account: ACMEAccountBinding
-            if let record {
-                account = ACMEAccountBinding(url: record.accountURL)
-            } else {
-                let contact = acme.email.map { ["mailto:\($0)"] } ?? []
-                let eab = acme.externalAccountBinding.map { (keyID: $0.keyID, macKey: $0.hmacKey) }
-                account = try await client.registerAccount(contact: contact, externalAccountBinding: eab)
-                try store.saveAccountRecord(directoryURL: acme.directoryURL, record: AccountRecord(directoryURL: acme.directoryURL, accountURL: account.url, contact: contact, createdAt: clock()))
-                logger.info("ACME account registered", metadata: ["acme.account": "\(account.url)"])
-            }
-            return RenewalSession(configuration: configuration, store: store, http: http, client: client, account: account, environment: environment, logger: logger, clock: clock)
-        } catch {
-            try? await http.shutdown()
-            throw RenewalSetupError("\(error)")
-        }
-    }
-
     func close() async {
         await responders.stopAll()
-        try? await http.shutdown()
+        await acme.close()
     }
 
     /// Orders a certificate for `spec` with a fresh key and verifies it against the configured names.
+    /// An account the CA no longer knows (a reset CA, a deactivated account) is registered again once.
     func issue(_ spec: CertificateSpec, replacing previous: CertificateMeta?, logger: Logger) async throws -> VerifiedBundle {
-        let key = try GeneratedCertificateKey.generate(CertificateKeyType(rawValue: spec.keyType.rawValue) ?? .ec256)
+        let key = try GeneratedCertificateKey.generate(Self.keyType(spec.keyType))
         let csr = try CSRBuilder.makeCSR(domains: spec.domains, key: key)
         let solver = try await makeSolver(for: spec, logger: logger)
-        let issued = try await client.issueCertificate(
-            domains: spec.domains,
-            csrDER: csr,
-            account: account,
-            solverFor: { _ in solver },
-            replaces: previous?.ariCertID,
-            profile: spec.profile ?? configuration.acme.profile,
-            deadline: clock().addingTimeInterval(configuration.acme.orderTimeout)
-        )
-        let bundle = try CertificateBundle(fullchainPEM: issued.pemChain, privateKeyPEM: key.pem)
-        return try BundleVerifier().verify(bundle, expectedDomains: spec.domains, now: clock())
+        // `replaces` only makes sense for a certificate sharing a name with the new order.
+        let replaces = previous.flatMap { meta in
+            Set(meta.domains.map { $0.lowercased() }).isDisjoint(with: spec.domains.map { $0.lowercased() }) ? nil : meta.ariCertID
+        }
+        var reregistered = false
+        while true {
+            let (client, account) = try await acme.clientAndAccount()
+            do {
+                let issued = try await client.issueCertificate(
+                    domains: spec.domains,
+                    csrDER: csr,
+                    account: account,
+                    solverFor: { _ in solver },
+                    replaces: replaces,
+                    profile: spec.profile ?? configuration.acme.profile,
+                    deadline: clock().addingTimeInterval(configuration.acme.orderTimeout)
+                )
+                let bundle = try CertificateBundle(fullchainPEM: issued.pemChain, privateKeyPEM: key.pem)
+                return try BundleVerifier().verify(bundle, expectedDomains: spec.domains, now: clock())
+            } catch let error as ACMEError where error.problemKind == .accountDoesNotExist && !reregistered {
+                logger.warning("the CA no longer knows this account; registering it again", metadata: ["acme.account": "\(account.url)"])
+                try await acme.reregister()
+                reregistered = true
+            }
+        }
+    }
+
+    static func keyType(_ type: KeyType) -> CertificateKeyType {
+        switch type {
+        case .ec256: .ec256
+        case .ec384: .ec384
+        case .rsa2048: .rsa2048
+        case .rsa3072: .rsa3072
+        case .rsa4096: .rsa4096
+        }
     }
 
     func makeSolver(for spec: CertificateSpec, logger: Logger) async throws -> any ChallengeSolver {
@@ -102,7 +96,7 @@ final class RenewalSession: Sendable {
     /// Asks ARI for the window of `certID`; on failure keeps the previous answer and tries again later.
     func pollARI(certID: String, previous: ARIRecord?, logger: Logger) async -> ARIRecord {
         do {
-            guard let answer = try await client.renewalInfo(certID: certID) else {
+            guard let answer = try await acme.client().renewalInfo(certID: certID) else {
                 return ARIRecord(certID: certID, window: nil, nextPoll: clock().addingTimeInterval(24 * 3600))
             }
             let window = SuggestedWindow(start: answer.info.suggestedWindow.start, end: answer.info.suggestedWindow.end)
@@ -115,14 +109,114 @@ final class RenewalSession: Sendable {
         }
     }
 
-    /// Runs the global and per-certificate deploy hooks; returns the labels of those that failed.
+    /// Runs the global and per-certificate deploy hooks, one certificate at a time (four certificates renewed
+    /// together must not reload HAProxy four times at once); returns the labels of those that failed.
     func runDeployHooks(spec: CertificateSpec, meta: CertificateMeta, liveDirectory: String, logger: Logger) async -> [String] {
         let hooks = (configuration.hooks.deploy + spec.deployHooks).map { command in
             DeployHook(kind: .shell(command.command), timeout: command.timeout ?? configuration.hooks.timeout)
         }
         let runner = DeployHookRunner(hooks: hooks, directory: configuration.hooks.directory, defaultTimeout: configuration.hooks.timeout, baseEnvironment: environment, logger: logger)
         let event = DeployEvent(name: spec.name, liveDirectory: liveDirectory, domains: meta.domains, serial: meta.serial, notAfter: meta.notAfter, issuedBy: meta.issuedBy)
-        return await runner.run(event).failures.map(\.hook.label)
+        return await self.hooks.run { await runner.run(event).failures.map(\.hook.label) }
+    }
+}
+
+/// Runs deploy hook batches one after another.
+actor DeployHookQueue {
+    private var busy = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    func run<T: Sendable>(_ body: @Sendable () async -> T) async -> T {
+        if busy {
+            await withCheckedContinuation { waiting.append($0) }
+        }
+        busy = true
+        let result = await body()
+        if waiting.isEmpty {
+            busy = false
+        } else {
+            waiting.removeFirst().resume()
+        }
+        return result
+    }
+}
+
+/// The CA connection of one run, opened on first use: a run that only re-runs hooks or finds nothing due
+/// makes no request, and an ARI poll needs no account.
+actor ACMEConnection {
+    let configuration: CertkeeperConfiguration
+    let store: CertificateStore
+    let logger: Logger
+    let clock: @Sendable () -> Date
+    private var http: HTTPClient?
+    private var opened: ACMEClient?
+    private var account: ACMEAccountBinding?
+
+    init(configuration: CertkeeperConfiguration, store: CertificateStore, logger: Logger, clock: @escaping @Sendable () -> Date) {
+        self.configuration = configuration
+        self.store = store
+        self.logger = logger
+        self.clock = clock
+    }
+
+    /// The HTTP client and the account key, loaded or created (0600 in the store).
+    func client() throws -> ACMEClient {
+        if let opened { return opened }
+        let acme = configuration.acme
+        let http: HTTPClient
+        do {
+            http = try ACMEHTTPClientFactory.make(extraTrustRootsFile: acme.caBundle, requestTimeout: acme.requestTimeout)
+        } catch {
+            throw RenewalSetupError("acme.ca_bundle: \(error)")
+        }
+        self.http = http
+        let key = try AccountLoader.loadOrCreateKey(store: store, directoryURL: acme.directoryURL, logger: logger).0
+        let client = ACMEClient(directoryURL: acme.directoryURL, accountKey: key, http: http, requestTimeout: acme.requestTimeout, logger: logger, clock: clock)
+        opened = client
+        return client
+    }
+
+    /// A client on the same connection that signs with `key` (a certificate's own key, for revocation).
+    func client(signingWith key: AccountKey) throws -> ACMEClient {
+        _ = try client()
+        let acme = configuration.acme
+        return ACMEClient(directoryURL: acme.directoryURL, accountKey: key, http: http!, requestTimeout: acme.requestTimeout, logger: logger, clock: clock)
+    }
+
+    /// The client and the account, registered on first use if the store has no account URL.
+    func clientAndAccount() async throws -> (ACMEClient, ACMEAccountBinding) {
+        let client = try client()
+        if let account { return (client, account) }
+        let acme = configuration.acme
+        if let record = try store.loadAccount(directoryURL: acme.directoryURL)?.record {
+            let binding = ACMEAccountBinding(url: record.accountURL)
+            account = binding
+            return (client, binding)
+        }
+        let binding = try await register(client)
+        return (client, binding)
+    }
+
+    /// Registers the key again (newAccount answers with the existing account, or creates a new one).
+    func reregister() async throws {
+        _ = try await register(try client())
+    }
+
+    private func register(_ client: ACMEClient) async throws -> ACMEAccountBinding {
+        let acme = configuration.acme
+        let contact = acme.email.map { ["mailto:\($0)"] } ?? []
+        let eab = acme.externalAccountBinding.map { (keyID: $0.keyID, macKey: $0.hmacKey) }
+        let binding = try await client.registerAccount(contact: contact, externalAccountBinding: eab)
+        try store.saveAccountRecord(directoryURL: acme.directoryURL, record: AccountRecord(directoryURL: acme.directoryURL, accountURL: binding.url, contact: contact, createdAt: clock()))
+        logger.info("ACME account registered", metadata: ["acme.account": "\(binding.url)"])
+        account = binding
+        return binding
+    }
+
+    func close() async {
+        try? await http?.shutdown()
+        http = nil
+        opened = nil
     }
 }
 

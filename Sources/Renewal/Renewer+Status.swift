@@ -16,13 +16,15 @@ public struct CertificateStatus: Codable, Sendable, Equatable {
     /// Why: the policy's reason (`lifetimeFraction`, `suggestedWindowOpen`, ...).
     public var reason: String
     public var lastError: String?
+    /// Deploy hooks that failed for the installed certificate and will run again on the next `renew`.
+    public var failedHooks: [String]?
     public var issuedBy: String?
     public var version: Int?
 
     enum CodingKeys: String, CodingKey {
         case name, domains, serial, reason, version
         case notAfter = "not_after", daysLeft = "days_left", nextRenewal = "next_renewal"
-        case lastError = "last_error", issuedBy = "issued_by"
+        case lastError = "last_error", issuedBy = "issued_by", failedHooks = "failed_hooks"
     }
 }
 
@@ -49,21 +51,34 @@ extension Renewer {
                 nextRenewal: next,
                 reason: reason.rawValue,
                 lastError: record.backoff?.lastError,
+                failedHooks: record.pendingDeploy != nil && record.pendingDeploy == meta?.serial ? record.failedHooks : nil,
                 issuedBy: meta?.issuedBy,
                 version: meta?.version
             )
         }
     }
 
-    /// Revokes the live certificate of `name` with the account that ordered it, and marks it for renewal.
-    public func revoke(_ spec: CertificateSpec, reason: RevocationReason?) async throws(RenewalSetupError) -> CertificateMeta {
-        let meta: CertificateMeta
-        let bundle: CertificateBundle
+    /// Revokes the live certificate of `name` and marks it for renewal, holding the store lock so that a concurrent
+    /// `renew` neither swaps the certificate underneath nor overwrites the mark.
+    ///
+    /// `keyCompromise` is signed with the certificate's own private key (what Let's Encrypt requires); other
+    /// reasons with the account that ordered it.
+    public func revoke(_ spec: CertificateSpec, reason: RevocationReason?) async throws(RenewalSetupError) -> String {
+        let lock: StoreLock
         do {
-            guard let liveMeta = try store.meta(name: spec.name), let liveBundle = try store.liveBundle(name: spec.name) else {
+            lock = try await store.acquireLock(timeout: .milliseconds(Int64(configuration.renew.lockTimeout * 1000)))
+        } catch {
+            throw RenewalSetupError("another certkeeper run holds the lock: \(error)")
+        }
+        defer { lock.release() }
+        // Under the lock, the bundle and its meta are of the same version.
+        let bundle: CertificateBundle
+        let serial: String
+        do {
+            guard let live = try store.liveBundle(name: spec.name), let meta = try store.meta(name: spec.name) else {
                 throw RenewalSetupError("\(spec.name): no certificate is installed")
             }
-            (meta, bundle) = (liveMeta, liveBundle)
+            (bundle, serial) = (live, meta.serial)
         } catch let error as RenewalSetupError {
             throw error
         } catch {
@@ -75,22 +90,28 @@ extension Renewer {
         } catch {
             throw RenewalSetupError("\(spec.name): installed certificate does not parse: \(error)")
         }
-        let session = try await RenewalSession.open(configuration: configuration, store: store, environment: environment, logger: logger, clock: clock)
+        let session = RenewalSession(configuration: configuration, store: store, environment: environment, logger: logger, clock: clock)
         do {
-            try await session.client.revoke(certificateDER: der, reason: reason, account: session.account)
+            if reason == .keyCompromise {
+                let client = try await session.acme.client(signingWith: try AccountKey(pem: bundle.privateKeyPEM))
+                try await client.revoke(certificateDER: der, reason: reason, account: nil)
+            } else {
+                let (client, account) = try await session.acme.clientAndAccount()
+                try await client.revoke(certificateDER: der, reason: reason, account: account)
+            }
         } catch {
             await session.close()
-            throw RenewalSetupError("\(spec.name): revocation failed: \(error)")
+            throw RenewalSetupError("\(spec.name): revocation failed: \(Self.oneLine(error))")
         }
         await session.close()
         var record = (try? store.readState(RenewalRecord.self, key: RenewalRecord.key(for: spec.name))) ?? RenewalRecord()
-        record.revokedSerial = meta.serial
+        record.revokedSerial = serial
         do {
             try store.writeState(record, key: RenewalRecord.key(for: spec.name))
         } catch {
             throw RenewalSetupError("\(spec.name): revoked, but cannot record it: \(error)")
         }
-        logger.notice("certificate revoked; it will be renewed on the next run", metadata: ["cert.name": "\(spec.name)", "cert.serial": "\(meta.serial)"])
-        return meta
+        logger.notice("certificate revoked; it will be renewed on the next run", metadata: ["cert.name": "\(spec.name)", "cert.serial": "\(serial)"])
+        return serial
     }
 }

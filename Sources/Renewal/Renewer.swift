@@ -5,6 +5,7 @@ import CertHooks
 import CertStore
 import CertkeeperConfig
 import Foundation
+import Crypto
 import Logging
 import RenewalPolicy
 
@@ -63,17 +64,32 @@ public final class Renewer: Sendable {
     func decision(spec: CertificateSpec, meta: CertificateMeta?, record: RenewalRecord, now: Date) -> RenewalDecision {
         let policy = RenewalPolicy(renewBefore: spec.renewBefore)
         guard let meta else { return policy.decide(now: now, validity: nil, backoff: record.backoff) }
+        let invalidatedBy: RenewalReason?
         if record.revokedSerial == meta.serial {
-            return policy.decide(now: now, validity: nil, backoff: record.backoff)
+            invalidatedBy = .revoked
+        } else if !NameCoverage.sameNames(installed: meta.domains, configured: spec.domains) {
+            invalidatedBy = .domainsChanged
+        } else if meta.keyType != spec.keyType.rawValue {
+            invalidatedBy = .keyTypeChanged
+        } else {
+            invalidatedBy = nil
         }
         let window = record.ari.flatMap { $0.certID == meta.ariCertID ? $0.window : nil }
         return policy.decide(
             now: now,
             validity: Validity(notBefore: meta.notBefore, notAfter: meta.notAfter),
-            coversConfiguredDomains: NameCoverage.covers(installed: meta.domains, configured: spec.domains),
+            invalidatedBy: invalidatedBy,
             suggestedWindow: window,
+            windowFraction: meta.ariCertID.map { WindowFraction.of(certID: $0, node: nodeName) } ?? 0,
             backoff: record.backoff
         )
+    }
+
+    /// Whether the installed certificate's deploy hooks still have to succeed.
+    func hasPendingDeploy(_ spec: CertificateSpec) -> Bool {
+        guard let record = (try? store.readState(RenewalRecord.self, key: RenewalRecord.key(for: spec.name))) ?? nil,
+              let pending = record.pendingDeploy else { return false }
+        return (try? store.meta(name: spec.name))??.serial == pending
     }
 
     /// Whether ARI should be asked about `spec` now: the certificate has a certID and the last answer is stale.
@@ -98,9 +114,12 @@ public final class Renewer: Sendable {
         // A quick look without the network: if nothing is due and no ARI answer is stale, we are done.
         let now = clock()
         let quick = specs.map { spec in (try? decision(for: spec, now: now)) ?? .due(.missing) }
-        let mayNeedNetwork = force || quick.contains(where: \.isDue) || specs.contains(where: { needsARIPoll(spec: $0, now: now) })
-        guard mayNeedNetwork else {
-            return RunReport(outcomes: zip(specs, quick).map { ($0.name, Self.outcome(for: $1)) })
+        let hasWork = force || quick.contains(where: \.isDue) || specs.contains(where: { needsARIPoll(spec: $0, now: now) || hasPendingDeploy($0) })
+        guard hasWork else {
+            return RunReport(outcomes: zip(specs, quick).map { spec, decision in
+                let lastError = (try? store.readState(RenewalRecord.self, key: RenewalRecord.key(for: spec.name)))??.backoff?.lastError
+                return (spec.name, Self.outcome(for: decision, lastError: lastError ?? ""))
+            })
         }
         if let randomDelay, quick.contains(where: \.isDue) || force { await randomDelay() }
 
@@ -112,7 +131,7 @@ public final class Renewer: Sendable {
         }
         defer { lock.release() }
 
-        let session = try await RenewalSession.open(configuration: configuration, store: store, environment: environment, logger: logger, clock: clock)
+        let session = RenewalSession(configuration: configuration, store: store, environment: environment, logger: logger, clock: clock)
         let outcomes = await withTaskGroup(of: (Int, CertificateOutcome).self) { group in
             var next = 0
             var results: [(Int, CertificateOutcome)] = []
@@ -133,10 +152,10 @@ public final class Renewer: Sendable {
         return RunReport(outcomes: zip(specs, outcomes).map { ($0.name, $1) })
     }
 
-    static func outcome(for decision: RenewalDecision) -> CertificateOutcome {
+    static func outcome(for decision: RenewalDecision, lastError: String) -> CertificateOutcome {
         switch decision {
         case .notDue(let until, let reason): .notDue(until: until, reason: reason)
-        case .backingOff(let until, _): .backingOff(until: until, lastError: "")
+        case .backingOff(let until, _): .backingOff(until: until, lastError: lastError)
         case .due(let reason): .failed(reason: reason, error: "not attempted", nextAttempt: .distantPast)
         }
     }
@@ -162,6 +181,11 @@ public final class Renewer: Sendable {
         let reason: RenewalReason
         switch decision {
         case .notDue(let until, let why):
+            if let meta, record.pendingDeploy == meta.serial {
+                log.info("running the deploy hooks that failed last time", metadata: ["cert.serial": "\(meta.serial)"])
+                let failed = await deploy(spec, meta: meta, record: &record, session: session, logger: log)
+                return .redeployed(meta, failedHooks: failed)
+            }
             log.debug("not due", metadata: ["renew.until": "\(RFC3339.format(until))", "renew.reason": "\(why.rawValue)"])
             return .notDue(until: until, reason: why)
         case .backingOff(let until, _):
@@ -173,23 +197,24 @@ public final class Renewer: Sendable {
         }
         log.info("renewing", metadata: ["renew.reason": "\(reason.rawValue)", "cert.domains": "\(spec.domains.joined(separator: " "))"])
         do {
+            // Refuse before ordering what could not be installed (a certbot directory at live/<name>): ordering
+            // anyway would burn the CA's duplicate-certificate limit on every retry.
+            try store.checkInstallable(name: spec.name)
             let verified = try await session.issue(spec, replacing: meta, logger: log)
             let installed = try store.install(verified, name: spec.name, issuedBy: nodeName, now: clock())
             record.backoff = nil
             record.lastSuccess = clock()
             record.revokedSerial = nil
             record.ari = installed.ariCertID.map { ARIRecord(certID: $0, window: nil, nextPoll: clock().addingTimeInterval(RenewalSession.ariPollInterval)) }
-            do {
-                try store.writeState(record, key: RenewalRecord.key(for: spec.name))
-            } catch {
-                log.warning("installed, but cannot save renewal state: \(error)")
-            }
-            let failed = await session.runDeployHooks(spec: spec, meta: installed, liveDirectory: store.liveDirectory(name: spec.name), logger: log)
+            let failed = await deploy(spec, meta: installed, record: &record, session: session, logger: log)
             return failed.isEmpty ? .renewed(installed, reason: reason) : .renewedWithHookFailures(installed, reason: reason, failedHooks: failed)
         } catch {
-            let retryAfter = (error as? ACMEError)?.retryAfter
+            let acmeError = error as? ACMEError
             let message = Self.oneLine(error)
-            record.backoff = backoff.recordFailure(previous: record.backoff, now: clock(), retryAfter: retryAfter, error: message)
+            record.backoff = backoff.recordFailure(
+                previous: record.backoff, now: clock(), retryAfter: acmeError?.retryAfter, error: message,
+                permanent: acmeError.map { !$0.isTransient } ?? (error is StoreError && (error as! StoreError).code == .liveNotManaged)
+            )
             do {
                 try store.writeState(record, key: RenewalRecord.key(for: spec.name))
             } catch let stateError {
@@ -200,14 +225,44 @@ public final class Renewer: Sendable {
         }
     }
 
+    /// Runs the deploy hooks for an installed certificate and records whether they must run again.
+    func deploy(_ spec: CertificateSpec, meta: CertificateMeta, record: inout RenewalRecord, session: RenewalSession, logger: Logger) async -> [String] {
+        record.pendingDeploy = meta.serial
+        record.failedHooks = nil
+        saveRecord(record, spec: spec, logger: logger)
+        let failed = await session.runDeployHooks(spec: spec, meta: meta, liveDirectory: store.liveDirectory(name: spec.name), logger: logger)
+        record.pendingDeploy = failed.isEmpty ? nil : meta.serial
+        record.failedHooks = failed.isEmpty ? nil : failed
+        saveRecord(record, spec: spec, logger: logger)
+        return failed
+    }
+
+    func saveRecord(_ record: RenewalRecord, spec: CertificateSpec, logger: Logger) {
+        do {
+            try store.writeState(record, key: RenewalRecord.key(for: spec.name))
+        } catch {
+            logger.warning("cannot save renewal state: \(error)")
+        }
+    }
+
     static func oneLine(_ error: any Error) -> String {
-        String(describing: error).replacingOccurrences(of: "\n", with: " ")
+        String(describing: error).split(whereSeparator: \.isNewline).joined(separator: " ")
     }
 }
 
-/// Whether the installed names still match the configuration (same set, case-insensitive).
+/// Whether the installed names are exactly the configured ones (case-insensitive): a removed domain is a change too.
 enum NameCoverage {
-    static func covers(installed: [String], configured: [String]) -> Bool {
-        Set(installed.map { $0.lowercased() }).isSuperset(of: configured.map { $0.lowercased() })
+    static func sameNames(installed: [String], configured: [String]) -> Bool {
+        Set(installed.map { $0.lowercased() }) == Set(configured.map { $0.lowercased() })
+    }
+}
+
+/// A stable point in ARI's window per certificate and node (RFC 9773 §4.2 asks for a random one): every run
+/// agrees on it, different certificates and nodes spread out.
+enum WindowFraction {
+    static func of(certID: String, node: String) -> Double {
+        let digest = Array(SHA256.hash(data: Array("\(certID)|\(node)".utf8)))
+        let value = digest.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        return Double(value >> 11) / Double(1 << 53)
     }
 }

@@ -29,8 +29,12 @@ public struct SuggestedWindow: Sendable, Equatable, Codable {
 public enum RenewalReason: String, Sendable, Equatable, Codable {
     /// Nothing is installed under this name yet.
     case missing
-    /// The installed certificate does not cover the configured domains (the config changed).
+    /// The installed certificate's names differ from the configured domains (the config changed).
     case domainsChanged
+    /// The configured key type differs from the installed key's.
+    case keyTypeChanged
+    /// The installed certificate was revoked.
+    case revoked
     /// ARI's suggested window has begun.
     case suggestedWindowOpen
     /// Less than a third of the lifetime remains (half for lifetimes under 10 days).
@@ -77,11 +81,16 @@ public struct RenewalPolicy: Sendable, Equatable {
     }
 
     /// The instant the certificate becomes due, and why, ignoring back-off.
-    public func renewalTime(validity: Validity, suggestedWindow: SuggestedWindow?) -> (date: Date, reason: RenewalReason) {
+    /// - Parameter windowFraction: where in ARI's window to renew, 0 (start) to 1 (end). RFC 9773 §4.2 asks for a
+    ///   uniformly random point so that clients given the same window do not all arrive at once; callers pass a
+    ///   value that is stable per certificate (so every run agrees) but differs between certificates and nodes.
+    public func renewalTime(validity: Validity, suggestedWindow: SuggestedWindow?, windowFraction: Double = 0) -> (date: Date, reason: RenewalReason) {
         let lifetime = max(0, validity.lifetime)
         var candidates: [(Date, RenewalReason)] = []
         if let window = suggestedWindow {
-            candidates.append((window.start, .suggestedWindowOpen))
+            let span = max(0, window.end.timeIntervalSince(window.start))
+            let fraction = min(max(windowFraction, 0), 1)
+            candidates.append((window.start.addingTimeInterval(span * fraction), .suggestedWindowOpen))
             candidates.append((validity.notAfter.addingTimeInterval(-lifetime / 20), .emergency))
         } else {
             candidates.append((validity.notAfter.addingTimeInterval(-lifetime * Self.backstopFraction(lifetime: lifetime)), .lifetimeFraction))
@@ -96,19 +105,26 @@ public struct RenewalPolicy: Sendable, Equatable {
     /// Decides for `now`.
     /// - Parameters:
     ///   - validity: the installed certificate's validity, or `nil` when none is installed.
-    ///   - coversConfiguredDomains: `false` when the configured names changed since issuance.
+    ///   - invalidatedBy: set when the installed certificate no longer fits (`.domainsChanged`, `.keyTypeChanged`,
+    ///     `.revoked`): it is due at once.
     ///   - suggestedWindow: ARI's window, when the CA offers ARI and it was fetched.
+    ///   - windowFraction: where in that window to renew (see `renewalTime`).
     ///   - backoff: the failure record, if the last attempt failed.
     public func decide(
         now: Date,
         validity: Validity?,
-        coversConfiguredDomains: Bool = true,
+        invalidatedBy: RenewalReason? = nil,
         suggestedWindow: SuggestedWindow? = nil,
+        windowFraction: Double = 0,
         backoff: BackoffState? = nil
     ) -> RenewalDecision {
         let (dueAt, reason): (Date, RenewalReason)
         if let validity {
-            (dueAt, reason) = coversConfiguredDomains ? renewalTime(validity: validity, suggestedWindow: suggestedWindow) : (.distantPast, .domainsChanged)
+            if let invalidatedBy {
+                (dueAt, reason) = (.distantPast, invalidatedBy)
+            } else {
+                (dueAt, reason) = renewalTime(validity: validity, suggestedWindow: suggestedWindow, windowFraction: windowFraction)
+            }
         } else {
             (dueAt, reason) = (.distantPast, .missing)
         }
@@ -152,9 +168,12 @@ public struct Backoff: Sendable, Equatable {
     /// - Parameters:
     ///   - previous: the state before this failure, if the one before failed too.
     ///   - retryAfter: the CA's Retry-After in seconds, if it sent one.
-    public func recordFailure(previous: BackoffState?, now: Date, retryAfter: TimeInterval?, error: String) -> BackoffState {
+    ///   - permanent: the CA said no in a way that waiting alone will not fix (`caa`, `unauthorized`, ...):
+    ///     skip the short steps, so automatic retries do not spend the CA's failed-validation limit.
+    public func recordFailure(previous: BackoffState?, now: Date, retryAfter: TimeInterval?, error: String, permanent: Bool = false) -> BackoffState {
         let failures = (previous?.failures ?? 0) + 1
-        let delay = max(delays[min(failures, delays.count) - 1], retryAfter ?? 0)
+        let step = permanent ? max(failures, delays.count - 1) : failures
+        let delay = max(delays[min(step, delays.count) - 1], retryAfter ?? 0)
         return BackoffState(failures: failures, lastFailure: now, nextAttempt: now.addingTimeInterval(delay), lastError: error)
     }
 }

@@ -31,6 +31,11 @@ public final class StoreWatcher: Sendable {
     /// How long to collect events after the first one before delivering a batch.
     public let debounce: Duration
     private let logger: Logger
+    private let running: RunningCount
+
+    /// How many reader threads of this watcher are still running (one per ``changes()`` stream being iterated).
+    /// Drops back once the consumer has stopped and the thread has closed its descriptors.
+    public var activeStreams: Int { running.value }
 
     /// Creates a watcher. Nothing is opened until ``changes()``.
     /// - Parameters:
@@ -41,6 +46,7 @@ public final class StoreWatcher: Sendable {
         self.directories = directories
         self.debounce = debounce
         self.logger = logger
+        self.running = RunningCount()
     }
 
     /// Starts watching and returns the batches as they come.
@@ -78,11 +84,23 @@ public final class StoreWatcher: Sendable {
         let loop = WatchLoop(
             inotifyFD: inotifyFD, stopFD: pipeFDs[0], stop: stop, watches: watches, debounce: debounce,
             continuation: continuation, logger: logger)
-        let thread = Thread { loop.run() }
+        let running = self.running
+        running.add(1)
+        let thread = Thread {
+            loop.run()
+            running.add(-1)
+        }
         thread.name = "certkeeper-storewatch"
         thread.start()
         return stream
     }
+}
+
+/// A counter shared between a watcher and its threads.
+private final class RunningCount: Sendable {
+    private let count = Mutex(0)
+    var value: Int { count.withLock { $0 } }
+    func add(_ delta: Int) { count.withLock { $0 += delta } }
 }
 
 /// The write end of the self-pipe that wakes the watch thread; closed by the thread when it exits, so a late

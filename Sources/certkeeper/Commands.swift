@@ -105,7 +105,7 @@ struct Status: AsyncParsableCommand {
         } else {
             print(StatusTable.render(rows))
         }
-        throw ExitCode(rows.contains(where: { $0.lastError != nil }) ? ExitStatus.failure : ExitStatus.success)
+        throw ExitCode(rows.contains(where: { $0.lastError != nil || $0.failedHooks != nil }) ? ExitStatus.failure : ExitStatus.success)
     }
 }
 
@@ -138,8 +138,8 @@ struct Revoke: AsyncParsableCommand {
         let renewer = global.makeRenewer(configuration)
         guard let spec = try selected(renewer, [name]).first else { return }
         do {
-            let meta = try await renewer.revoke(spec, reason: reason.flatMap(RevocationReason.init(name:)))
-            print("revoked \(spec.name) serial \(meta.serial)")
+            let serial = try await renewer.revoke(spec, reason: reason.flatMap(RevocationReason.init(name:)))
+            print("revoked \(spec.name) serial \(serial)")
         } catch {
             throw CommandFailure.failure(error.description)
         }

@@ -10,6 +10,10 @@ enum SummaryLine {
             "\(name): renewed (\(reason.rawValue)), serial \(meta.serial), expires \(RFC3339.format(meta.notAfter))"
         case .renewedWithHookFailures(let meta, let reason, let hooks):
             "\(name): renewed (\(reason.rawValue)), serial \(meta.serial), but deploy hook(s) failed: \(hooks.joined(separator: ", "))"
+        case .redeployed(let meta, let failed):
+            failed.isEmpty
+                ? "\(name): deploy hooks for serial \(meta.serial) succeeded on retry"
+                : "\(name): deploy hook(s) still failing for serial \(meta.serial): \(failed.joined(separator: ", "))"
         case .notDue(let until, _):
             "\(name): not due until \(RFC3339.format(until))"
         case .backingOff(let until, let lastError):
@@ -31,7 +35,7 @@ enum StatusTable {
                 row.notAfter.map(RFC3339.format) ?? "-",
                 row.daysLeft.map { String(format: "%.1f", $0) } ?? "-",
                 row.nextRenewal.map(RFC3339.format).map { "\($0) (\(row.reason))" } ?? "-",
-                row.lastError ?? "-",
+                row.lastError ?? row.failedHooks.map { "deploy hook(s) failed: \($0.joined(separator: ", "))" } ?? "-",
             ])
         }
         let widths = (0..<6).map { column in lines.map { $0[column].count }.max() ?? 0 }

@@ -121,7 +121,21 @@ struct BadInputTests {
             #expect(good.liveBytes("web") == before)
             _ = try tool("/bin/mount", ["-o", "remount,rw", mount.path])
 
-            // Afterwards the store still works.
+            // 6. A live directory certkeeper does not manage (left by certbot): refused before anything is ordered.
+        let foreign = try Installation(
+            name: "foreign", directoryURL: pebble.directoryURL, caBundle: pebble.caBundlePath, http01Port: pebble.httpPort,
+            certificatesYAML: "  - {name: legacy, domains: [legacy.example.org]}"
+        )
+        defer { foreign.directory.remove() }
+        try FileManager.default.createDirectory(atPath: "\(foreign.stateDirectory)/live/legacy", withIntermediateDirectories: true)
+        try "not ours".write(toFile: "\(foreign.stateDirectory)/live/legacy/cert.pem", atomically: true, encoding: .utf8)
+        let refused = try await foreign.run(["renew", "--no-random-sleep"])
+        #expect(refused.exitCode == 1, "\(refused.stderr)")
+        #expect(refused.stdout.contains("certbot"), "\(refused.stdout)")
+        #expect(!refused.stderr.contains("account registered"), "an account was registered: \(refused.stderr)")
+        #expect(try String(contentsOfFile: "\(foreign.stateDirectory)/live/legacy/cert.pem", encoding: .utf8) == "not ours")
+
+        // Afterwards the store still works.
             let recovered = try await good.run(["force-renew", "web"])
             #expect(recovered.exitCode == 0, "\(recovered.stderr)")
         }

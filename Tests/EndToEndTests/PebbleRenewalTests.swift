@@ -85,7 +85,29 @@ struct PebbleRenewalTests {
             #expect(try await pebble.certStatus(serialHex: serial2).status == "Revoked")
             let afterRevoke = try await install.run(["renew", "--no-random-sleep"])
             #expect(afterRevoke.exitCode == 0, "stderr: \(afterRevoke.stderr)")
-            #expect(try install.serial("web") != serial2)
+            #expect(afterRevoke.stdout.contains("web: renewed (revoked)"), "\(afterRevoke.stdout)")
+            let serial3 = try install.serial("web")
+            #expect(serial3 != serial2)
+
+            // keyCompromise is signed with the certificate's own key; Pebble accepts it.
+            let compromised = try await install.run(["revoke", "web", "--reason", "keyCompromise"])
+            #expect(compromised.exitCode == 0, "stderr: \(compromised.stderr)")
+            let compromisedStatus = try await pebble.certStatus(serialHex: serial3)
+            #expect(compromisedStatus.status == "Revoked")
+            #expect(compromisedStatus.reason == 1)
+
+            // Changing the configured names (dropping one) or the key type makes the certificate due at once.
+            let config = try String(contentsOfFile: install.configPath, encoding: .utf8)
+            try config.replacingOccurrences(of: "domains: [web.example.org, www.example.org]", with: "domains: [web.example.org]")
+                .write(toFile: install.configPath, atomically: true, encoding: .utf8)
+            let narrowed = try await install.run(["renew", "--no-random-sleep"])
+            #expect(narrowed.stdout.contains("web: renewed (revoked)") || narrowed.stdout.contains("web: renewed (domainsChanged)"), "\(narrowed.stdout)")
+            #expect(try install.meta("web")["domains"] as? [String] == ["web.example.org"])
+            try config.replacingOccurrences(of: "domains: [web.example.org, www.example.org]", with: "domains: [web.example.org]\n    key_type: ec384")
+                .write(toFile: install.configPath, atomically: true, encoding: .utf8)
+            let rekeyed = try await install.run(["renew", "--no-random-sleep"])
+            #expect(rekeyed.stdout.contains("web: renewed (keyTypeChanged)"), "\(rekeyed.stdout) \(rekeyed.stderr)")
+            #expect(try install.meta("web")["keyType"] as? String == "ec384")
         }
     }
 

@@ -51,6 +51,19 @@ struct RenewalWindowTests {
         #expect(policy.decide(now: epoch.addingTimeInterval(70 * day), validity: cert, suggestedWindow: late) == .due(.suggestedWindowOpen))
     }
 
+    @Test("the renewal point inside the ARI window follows the per-certificate fraction")
+    func windowFraction() {
+        let cert = validity(days: 90)
+        let window = SuggestedWindow(start: epoch.addingTimeInterval(50 * day), end: epoch.addingTimeInterval(52 * day))
+        let policy = RenewalPolicy()
+        #expect(policy.renewalTime(validity: cert, suggestedWindow: window, windowFraction: 0.25).date == epoch.addingTimeInterval(50.5 * day))
+        #expect(policy.renewalTime(validity: cert, suggestedWindow: window, windowFraction: 1).date == window.end)
+        #expect(policy.renewalTime(validity: cert, suggestedWindow: window, windowFraction: 7).date == window.end)
+        let now = epoch.addingTimeInterval(50.4 * day)
+        #expect(policy.decide(now: now, validity: cert, suggestedWindow: window, windowFraction: 0.25).isDue == false)
+        #expect(policy.decide(now: now, validity: cert, suggestedWindow: window, windowFraction: 0.1) == .due(.suggestedWindowOpen))
+    }
+
     @Test("a window past the emergency point cannot let the certificate expire")
     func emergencyOverride() {
         let cert = validity(days: 100)
@@ -75,7 +88,8 @@ struct RenewalWindowTests {
     func missingAndChanged() {
         let policy = RenewalPolicy()
         #expect(policy.decide(now: epoch, validity: nil) == .due(.missing))
-        #expect(policy.decide(now: epoch, validity: validity(days: 90), coversConfiguredDomains: false) == .due(.domainsChanged))
+        #expect(policy.decide(now: epoch, validity: validity(days: 90), invalidatedBy: .domainsChanged) == .due(.domainsChanged))
+        #expect(policy.decide(now: epoch, validity: validity(days: 90), invalidatedBy: .revoked) == .due(.revoked))
     }
 
     @Test("back-off postpones a due certificate until its next attempt")
@@ -104,6 +118,19 @@ struct BackoffTests {
             state = next
         }
         #expect(state?.failures == 5)
+    }
+
+    @Test("permanent failures skip the short steps")
+    func permanent() {
+        let backoff = Backoff()
+        let first = backoff.recordFailure(previous: nil, now: epoch, retryAfter: nil, error: "caa", permanent: true)
+        #expect(first.nextAttempt == epoch.addingTimeInterval(6_000))
+        let second = backoff.recordFailure(previous: first, now: epoch, retryAfter: nil, error: "caa", permanent: true)
+        #expect(second.nextAttempt == epoch.addingTimeInterval(6_000))
+        let third = backoff.recordFailure(previous: second, now: epoch, retryAfter: nil, error: "caa", permanent: true)
+        #expect(third.nextAttempt == epoch.addingTimeInterval(6_000))
+        let fourth = backoff.recordFailure(previous: third, now: epoch, retryAfter: nil, error: "caa", permanent: true)
+        #expect(fourth.nextAttempt == epoch.addingTimeInterval(86_400))
     }
 
     @Test("Retry-After longer than the step wins; shorter does not shorten it")

@@ -1,0 +1,152 @@
+import NIOCore
+import NIOSSL
+
+/// A backend server the proxy relays to.
+public struct ProxyBackend: Sendable, Hashable, CustomStringConvertible {
+    /// Host name or IP literal.
+    public var host: String
+    /// TCP port.
+    public var port: Int
+
+    /// Creates a backend address.
+    /// - Parameters:
+    ///   - host: Host name or IP literal.
+    ///   - port: TCP port.
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// `host:port`.
+    public var description: String { "\(host):\(port)" }
+}
+
+/// Time limits applied to every proxied connection.
+public struct ProxyTimeouts: Sendable, Hashable {
+    /// From accept to a completed TLS handshake; the connection is closed if it takes longer.
+    public var handshake: TimeAmount
+    /// To connect to a backend; the client is closed when it expires.
+    public var backendConnect: TimeAmount
+    /// With no byte read from or written to the client; the connection is closed.
+    public var idle: TimeAmount
+
+    /// Creates time limits.
+    /// - Parameters:
+    ///   - handshake: TLS handshake limit (10 s by default).
+    ///   - backendConnect: Backend connect limit (5 s by default).
+    ///   - idle: Idle limit (5 min by default).
+    public init(handshake: TimeAmount = .seconds(10), backendConnect: TimeAmount = .seconds(5), idle: TimeAmount = .minutes(5)) {
+        self.handshake = handshake
+        self.backendConnect = backendConnect
+        self.idle = idle
+    }
+}
+
+/// TLS settings of a frontend. Certificates come from the ``CertificateSet``, chosen per handshake.
+public struct ProxyTLSSettings: Sendable, Hashable {
+    /// ALPN protocols offered, in preference order (e.g. `["h2", "http/1.1"]`); empty for none.
+    public var applicationProtocols: [String]
+    /// The lowest protocol version accepted (TLS 1.2 by default; TLS 1.3 is always allowed).
+    public var minimumVersion: TLSVersion
+
+    /// TLS 1.2 suites: ECDHE key exchange with AES-GCM or ChaCha20-Poly1305 only (TLS 1.3 suites are fixed by
+    /// BoringSSL and all modern).
+    public static let modernTLS12Ciphers = [
+        "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    ].joined(separator: ":")
+
+    /// Creates TLS settings.
+    /// - Parameters:
+    ///   - applicationProtocols: ALPN protocols offered.
+    ///   - minimumVersion: Lowest accepted version; `.tlsv12` or `.tlsv13`.
+    public init(applicationProtocols: [String] = [], minimumVersion: TLSVersion = .tlsv12) {
+        self.applicationProtocols = applicationProtocols
+        self.minimumVersion = minimumVersion
+    }
+
+    /// The base server configuration: no certificate of its own, every handshake gets one from `certificates`
+    /// through `sslContextCallback` (a lock read, no I/O). A handshake for which nothing is loaded fails.
+    /// - Parameter certificates: Where certificates are chosen.
+    public func makeTLSConfiguration(certificates: CertificateSet) -> TLSConfiguration {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.certificateVerification = .none
+        configuration.certificateChain = []
+        configuration.privateKey = nil
+        configuration.minimumTLSVersion = minimumVersion == .tlsv13 ? .tlsv13 : .tlsv12
+        configuration.maximumTLSVersion = .tlsv13
+        configuration.cipherSuites = Self.modernTLS12Ciphers
+        configuration.applicationProtocols = applicationProtocols
+        configuration.sslContextCallback = { values, promise in
+            if let entry = certificates.select(serverName: values.serverHostname) {
+                promise.succeed(entry.contextOverride)
+            } else {
+                promise.fail(ProxyError.noCertificate(serverName: values.serverHostname))
+            }
+        }
+        return configuration
+    }
+}
+
+/// One listening address of the proxy and where its connections go.
+public struct ProxyFrontend: Sendable {
+    /// A short name for logs and stats.
+    public var name: String
+    /// The address to bind (`0.0.0.0`, `::`, `127.0.0.1`, …).
+    public var host: String
+    /// The port to bind; 0 picks a free one (see ``ProxyServer/boundPorts``).
+    public var port: Int
+    /// TLS termination settings; `nil` relays plain TCP.
+    public var tls: ProxyTLSSettings?
+    /// Backends, used round-robin. Must not be empty.
+    public var backends: [ProxyBackend]
+    /// Time limits.
+    public var timeouts: ProxyTimeouts
+
+    /// Creates a frontend.
+    /// - Parameters:
+    ///   - name: Name for logs and stats.
+    ///   - host: Bind address.
+    ///   - port: Bind port (0 for any free port).
+    ///   - tls: TLS settings, or `nil` for plain TCP.
+    ///   - backends: Backends, round-robin.
+    ///   - timeouts: Time limits.
+    public init(
+        name: String, host: String, port: Int, tls: ProxyTLSSettings? = ProxyTLSSettings(), backends: [ProxyBackend],
+        timeouts: ProxyTimeouts = ProxyTimeouts()
+    ) {
+        self.name = name
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.backends = backends
+        self.timeouts = timeouts
+    }
+}
+
+/// Proxy failures, one line each.
+public enum ProxyError: Error, Sendable, CustomStringConvertible, Equatable {
+    /// No certificate is loaded for a handshake.
+    case noCertificate(serverName: String?)
+    /// A frontend has no backend.
+    case noBackends(frontend: String)
+    /// Binding a frontend failed.
+    case bindFailed(frontend: String, address: String, reason: String)
+    /// The TLS context of a frontend could not be built.
+    case tlsContext(frontend: String, reason: String)
+
+    /// One line.
+    public var description: String {
+        switch self {
+        case .noCertificate(let serverName):
+            return "no certificate loaded for server name \(serverName ?? "(none)")"
+        case .noBackends(let frontend):
+            return "frontend \(frontend) has no backends"
+        case .bindFailed(let frontend, let address, let reason):
+            return "frontend \(frontend) cannot listen on \(address): \(reason)"
+        case .tlsContext(let frontend, let reason):
+            return "frontend \(frontend): cannot build the TLS context: \(reason)"
+        }
+    }
+}
