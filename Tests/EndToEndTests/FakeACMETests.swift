@@ -2,6 +2,7 @@ import ACMEProtocol
 import CertkeeperTestSupport
 import Foundation
 import Testing
+import X509
 
 /// End to end against the in-process ``FakeACMEServer``: what Pebble 2.4 lacks (ARI, `replaces`, profiles) and the
 /// CA's failure modes (500, 429 with Retry-After, a storm of `badNonce`), with the real `certkeeper` binary.
@@ -21,7 +22,9 @@ struct FakeACMETests {
             let meta1 = try install.meta("web")
             let certID1 = try #require(meta1["ariCertID"] as? String)
             let issued1 = try #require(fake.issuedCertificates.last)
-            #expect(try FakeACMEServer.certID(of: issued1.certificate) == certID1)
+            let serial1 = try install.serial("web")
+            #expect(try rfc9773CertID(pem: install.live("web", "cert.pem")) == certID1)
+            #expect(try FakeACMEServer.certID(of: issued1.certificate) == certID1, "serial \(serial1)")
             #expect(issued1.certID == certID1)
             #expect(fake.orders.count == 1)
             #expect(fake.orders.first?.replaces == nil)
@@ -34,13 +37,15 @@ struct FakeACMETests {
             #expect(fake.requestLog.count == logBefore, "a run with nothing due and a fresh ARI answer talked to the CA")
 
             // Make the cached answer stale: certkeeper asks ARI and gets the default window, 45–55 % of the lifetime.
+            // It renews at a stable point inside the window (RFC 9773 §4.2 asks clients to spread out).
             try expireARICache(install, "web")
             let third = try await install.run(["renew", "--no-random-sleep"])
             #expect(third.exitCode == 0, "stderr: \(third.stderr)")
             let notBefore1 = try #require(isoDate(meta1["notBefore"]))
-            let notAfter1 = try #require(isoDate(meta1["notAfter"]))
-            let defaultStart = notBefore1.addingTimeInterval(notAfter1.timeIntervalSince(notBefore1) * 0.45)
-            #expect(third.stdout.contains("web: not due until \(RFC3339.format(defaultStart))"), "\(third.stdout)")
+            let lifetime1 = try #require(isoDate(meta1["notAfter"])).timeIntervalSince(notBefore1)
+            let defaultWindow = notBefore1.addingTimeInterval(lifetime1 * 0.45)...notBefore1.addingTimeInterval(lifetime1 * 0.55)
+            let plannedInDefault = try #require(notDueUntil(third.stdout, "web"), "\(third.stdout)")
+            #expect(within(plannedInDefault, defaultWindow), "\(plannedInDefault) is not in ARI's window \(defaultWindow)")
             #expect(ariRequests(fake, certID: certID1) == 1, "\(fake.requestLog.suffix(5))")
             // The answer and the next poll (Retry-After 21600 s) are cached.
             let ari = try #require(try stateRecord(install, "web")["ari"] as? [String: Any])
@@ -49,12 +54,13 @@ struct FakeACMETests {
             #expect(nextPoll.timeIntervalSinceNow > 21_600 - 120 && nextPoll.timeIntervalSinceNow <= 21_600 + 5, "nextPoll \(nextPoll)")
             #expect(fake.orders.count == 1)
 
-            // The CA opens the window now; while the cached answer is fresh, certkeeper does not know yet.
+            // The CA moves the window into the past (as after an incident); while the cached answer is fresh,
+            // certkeeper does not know yet and keeps the same planned time.
             let now = wholeSeconds(Date())
-            fake.setRenewalWindow(certID: certID1, start: now.addingTimeInterval(-3600), end: now.addingTimeInterval(3600))
+            fake.setRenewalWindow(certID: certID1, start: now.addingTimeInterval(-7200), end: now.addingTimeInterval(-60))
             let cached = try await install.run(["renew", "--no-random-sleep"])
             #expect(cached.exitCode == 0, "stderr: \(cached.stderr)")
-            #expect(cached.stdout.contains("web: not due until \(RFC3339.format(defaultStart))"), "\(cached.stdout)")
+            #expect(notDueUntil(cached.stdout, "web") == plannedInDefault, "\(cached.stdout)")
             #expect(ariRequests(fake, certID: certID1) == 1)
             #expect(fake.orders.count == 1)
 
@@ -75,25 +81,36 @@ struct FakeACMETests {
             #expect(meta2["version"] as? Int == 2)
             let certID2 = try #require(meta2["ariCertID"] as? String)
             #expect(certID2 != certID1)
-            #expect(try FakeACMEServer.certID(of: issued2.certificate) == certID2)
+            let serial2 = try install.serial("web")
+            #expect(try rfc9773CertID(pem: install.live("web", "cert.pem")) == certID2)
+            #expect(try FakeACMEServer.certID(of: issued2.certificate) == certID2, "serial \(serial2)")
 
-            // A window in the future keeps the new certificate not due, until the window's start.
+            // A window in the future keeps the new certificate not due, until a point inside that window.
             let futureStart = wholeSeconds(Date()).addingTimeInterval(10 * 86_400)
-            fake.setRenewalWindow(certID: certID2, start: futureStart, end: futureStart.addingTimeInterval(86_400))
+            let futureWindow = futureStart...futureStart.addingTimeInterval(86_400)
+            fake.setRenewalWindow(certID: certID2, start: futureWindow.lowerBound, end: futureWindow.upperBound)
             try expireARICache(install, "web")
             let fifth = try await install.run(["renew", "--no-random-sleep"])
             #expect(fifth.exitCode == 0, "stderr: \(fifth.stderr)")
-            #expect(fifth.stdout.contains("web: not due until \(RFC3339.format(futureStart))"), "\(fifth.stdout)")
+            let planned = try #require(notDueUntil(fifth.stdout, "web"), "\(fifth.stdout)")
+            #expect(within(planned, futureWindow), "\(planned) is not in ARI's window \(futureWindow)")
             #expect(ariRequests(fake, certID: certID2) == 1)
             #expect(fake.orders.count == 2)
             #expect(try install.meta("web")["version"] as? Int == 2)
 
-            // status agrees (from the store alone).
+            // The point is stable: another poll gives the same time, and status (store only) agrees.
+            try expireARICache(install, "web")
+            let sixth = try await install.run(["renew", "--no-random-sleep"])
+            #expect(sixth.exitCode == 0, "stderr: \(sixth.stderr)")
+            #expect(notDueUntil(sixth.stdout, "web") == planned, "\(sixth.stdout)")
+            #expect(ariRequests(fake, certID: certID2) == 2)
             let status = try await install.run(["status", "--json"])
             #expect(status.exitCode == 0, "stderr: \(status.stderr)")
             let row = try #require(try statusRows(status.stdout).first)
-            #expect(isoDate(row["next_renewal"]) == futureStart)
+            let statusNext = try #require(isoDate(row["next_renewal"]), "\(status.stdout)")
+            #expect(abs(statusNext.timeIntervalSince(planned)) < 1, "status \(statusNext), renew \(planned)")
             #expect(row["reason"] as? String == "suggestedWindowOpen")
+            #expect(fake.orders.count == 2)
         }
     }
 
@@ -120,9 +137,9 @@ struct FakeACMETests {
             #expect(fake.orders.last?.replaces == certIDA)
             let ordersBefore = fake.orders.count
 
-            // B sees the window open and orders with replaces = A's old certID: 409 alreadyReplaced, then a plain order.
+            // B sees the window (already over) and orders with replaces = A's old certID: 409 alreadyReplaced, then a plain order.
             let now = wholeSeconds(Date())
-            fake.setRenewalWindow(certID: certIDA, start: now.addingTimeInterval(-60), end: now.addingTimeInterval(3600))
+            fake.setRenewalWindow(certID: certIDA, start: now.addingTimeInterval(-7200), end: now.addingTimeInterval(-60))
             try expireARICache(nodeB, "web")
             let result = try await nodeB.run(["renew", "--no-random-sleep"])
             #expect(result.exitCode == 0, "stdout: \(result.stdout)\nstderr: \(result.stderr)")
@@ -136,7 +153,7 @@ struct FakeACMETests {
             #expect(orders[1].rejectedWith == nil)
             #expect(orders[1].orderURL != nil)
             #expect(result.stderr.contains("already replaced"), "\(result.stderr)")
-            #expect(try nodeB.meta("web")["ariCertID"] as? String == fake.issuedCertificates.last?.certID)
+            #expect(try Certificate(pemEncoded: nodeB.live("web", "cert.pem")) == fake.issuedCertificates.last?.certificate)
             #expect(try nodeB.meta("web")["version"] as? Int == 2)
         }
     }
@@ -434,6 +451,28 @@ private func isoString(_ date: Date) -> String {
     let formatter = ISO8601DateFormatter()
     formatter.formatOptions = [.withInternetDateTime]
     return formatter.string(from: date)
+}
+
+/// The date in `renew`'s "<name>: not due until <date>" line.
+private func notDueUntil(_ stdout: String, _ name: String) -> Date? {
+    let prefix = "\(name): not due until "
+    guard let line = stdout.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }) else { return nil }
+    return RFC3339.parse(String(line.dropFirst(prefix.count)).trimmingCharacters(in: .whitespaces))
+}
+
+/// Whether `date` lies in `window`, give or take the second that printing drops.
+private func within(_ date: Date, _ window: ClosedRange<Date>) -> Bool {
+    date >= window.lowerBound.addingTimeInterval(-1) && date <= window.upperBound.addingTimeInterval(1)
+}
+
+/// RFC 9773 §4.1 computed here from the PEM: base64url(AKI keyIdentifier) "." base64url(the serial's DER INTEGER
+/// content octets), which keep a 0x00 sign byte when the top bit is set (the RFC's example: `AIdlQyE`).
+private func rfc9773CertID(pem: String) throws -> String {
+    let certificate = try Certificate(pemEncoded: pem)
+    let aki = try #require(try certificate.extensions.authorityKeyIdentifier?.keyIdentifier)
+    let magnitude = Array(certificate.serialNumber.bytes.drop(while: { $0 == 0 }))
+    let content: [UInt8] = magnitude.first.map { $0 & 0x80 != 0 ? [0] + magnitude : magnitude } ?? [0]
+    return Base64URL.encode(Array(aki)) + "." + Base64URL.encode(content)
 }
 
 private func wholeSeconds(_ date: Date) -> Date {
