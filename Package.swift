@@ -87,6 +87,7 @@ let package = Package(
                 "CertStore", "StoreWatch",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -122,7 +123,18 @@ let package = Package(
         .testTarget(name: "CertkeeperConfigTests", dependencies: ["CertkeeperConfig"]),
         .testTarget(name: "CertHooksTests", dependencies: ["CertHooks"]),
         .testTarget(name: "StoreWatchTests", dependencies: ["StoreWatch"]),
-        .testTarget(name: "CertProxyTests", dependencies: ["CertProxy", "CertStore", "CertkeeperTestSupport"]),
+        .testTarget(
+            name: "CertProxyTests",
+            dependencies: [
+                "CertProxy", "CertStore", "CertkeeperTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["CertkeeperTestSupport", "ACMEProtocol", "CertStore"]

@@ -235,3 +235,44 @@ final class BackendConnectHandler: ChannelDuplexHandler, RemovableChannelHandler
         channel.read()
     }
 }
+
+/// Shared between ``RawEOFCloser`` and ``CloseRequestObserver`` of one TLS connection (same event loop).
+final class TLSClosingState {
+    var closeRequested = false
+}
+
+/// Sits before the TLS handler. Once the proxy has asked to close a TLS connection, NIOSSL waits for the
+/// peer's close_notify (up to its shutdown timeout); with half-closure enabled a plain TCP FIN does not end that
+/// wait. A peer that hangs up without close_notify (common) would hold the connection for seconds, so this
+/// closes the socket as soon as the FIN arrives.
+final class RawEOFCloser: ChannelInboundHandler {
+    typealias InboundIn = NIOAny
+    private let state: TLSClosingState
+
+    init(state: TLSClosingState) {
+        self.state = state
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if state.closeRequested, let event = event as? ChannelEvent, case .inputClosed = event {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
+
+/// Sits after the TLS handler and notes when anything above asks for a full close (see ``RawEOFCloser``).
+final class CloseRequestObserver: ChannelOutboundHandler {
+    typealias OutboundIn = NIOAny
+    private let state: TLSClosingState
+
+    init(state: TLSClosingState) {
+        self.state = state
+    }
+
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        if mode == .all { state.closeRequested = true }
+        context.close(mode: mode, promise: promise)
+    }
+}

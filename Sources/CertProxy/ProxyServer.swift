@@ -141,7 +141,10 @@ public final class ProxyServer: Sendable {
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     if let sslContext {
+                        let closing = TLSClosingState()
+                        try sync.addHandler(RawEOFCloser(state: closing))
                         try sync.addHandler(NIOSSLServerHandler(context: sslContext))
+                        try sync.addHandler(CloseRequestObserver(state: closing))
                         try sync.addHandler(
                             HandshakeTimeoutHandler(timeout: timeouts.handshake, counters: counters, logger: logger))
                     }

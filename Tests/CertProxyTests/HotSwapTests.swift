@@ -1,0 +1,145 @@
+import CertProxy
+import CertStore
+import CertkeeperTestSupport
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Hot swap from the store and from watched files")
+struct HotSwapTests {
+    @Test("an install is served to new handshakes within a bounded wait; an open connection keeps relaying")
+    func installSwapsCertificate() async throws {
+        let logs = CapturedLogs()
+        let fixture = try StoreFixture("swap", logger: logs.logger)
+        defer { fixture.remove() }
+        let first = try fixture.install("web", names: ["web.example.org"])
+        let certificates = CertificateSet()
+        let reloader = CertificateReloader(storeRoot: fixture.root, certificates: certificates, logger: logs.logger)
+        reloader.loadAll()
+        let watching = Task { try await reloader.run() }
+        let backend = try await TestBackend.start()
+        let proxy = try await RunningProxy.start(certificates: certificates, backends: [backend.port], logger: logs.logger)
+        var client: TestClient?
+        do {
+            #expect(try await servedSerial(port: proxy.port, serverName: "web.example.org") == first.certificate.serialNumber)
+            let longLived = try await TestClient.connect(port: proxy.port, rootPEM: fixture.rootPEM, serverName: "web.example.org")
+            client = longLived
+            try await longLived.send("before\n")
+            #expect(await longLived.waitFor("before\n"))
+
+            let second = try fixture.install("web", names: ["web.example.org"])
+            let swapped = await eventually(timeout: .seconds(3)) {
+                (try? await servedSerial(port: proxy.port, serverName: "web.example.org")) == second.certificate.serialNumber
+            }
+            #expect(swapped, "logs: \(logs.all)")
+            #expect(certificates.entry(named: "web")?.sha256Hex != nil)
+
+            try await longLived.send("after\n")
+            #expect(await longLived.waitFor("before\nafter\n"))
+            #expect(longLived.isOpen)
+            #expect(logs.all.contains { $0.contains("certificate swapped") && $0.contains("cert.name=web") })
+        } catch {
+            await client?.close()
+            watching.cancel()
+            await proxy.stop()
+            await backend.stop()
+            throw error
+        }
+        await client?.close()
+        watching.cancel()
+        _ = await watching.result
+        await proxy.stop()
+        await backend.stop()
+    }
+
+    @Test("a live set whose key does not match is refused with one error line; the old certificate keeps serving")
+    func brokenStoreSetRefused() async throws {
+        let logs = CapturedLogs()
+        let fixture = try StoreFixture("broken", logger: logs.logger)
+        defer { fixture.remove() }
+        let good = try fixture.install("web", names: ["web.example.org"])
+        let certificates = CertificateSet()
+        let reloader = CertificateReloader(storeRoot: fixture.root, certificates: certificates, logger: logs.logger)
+        reloader.loadAll()
+        let watching = Task { try await reloader.run() }
+        let backend = try await TestBackend.start()
+        let proxy = try await RunningProxy.start(certificates: certificates, backends: [backend.port], logger: logs.logger)
+        do {
+            // A hand-made version: a new leaf with somebody else's key, swapped in like the store does it.
+            let newLeaf = try fixture.intermediate.issueLeaf(dnsNames: ["web.example.org"])
+            let otherKey = try fixture.intermediate.issueLeaf(dnsNames: ["other.example.org"]).privateKeyPEM
+            let version = "\(fixture.root)/archive/web/v000099-20260101000000"
+            try FileManager.default.createDirectory(atPath: version, withIntermediateDirectories: true)
+            try Data((newLeaf.fullChainPEM + otherKey).utf8).write(to: URL(fileURLWithPath: "\(version)/bundle.pem"))
+            #expect(symlink("../archive/web/v000099-20260101000000", "\(fixture.root)/live/.web.tmp-test") == 0)
+            #expect(rename("\(fixture.root)/live/.web.tmp-test", "\(fixture.root)/live/web") == 0)
+
+            let refused = await eventually(timeout: .seconds(3)) {
+                logs.all.contains { $0.hasPrefix("error") && $0.contains("cert.name=web") }
+            }
+            #expect(refused, "logs: \(logs.all)")
+            let errors = logs.all.filter { $0.hasPrefix("error") }
+            #expect(errors.count == 1)
+            #expect(errors.first?.contains("private key does not match") == true, "\(errors)")
+            #expect(try await servedSerial(port: proxy.port, serverName: "web.example.org") == good.certificate.serialNumber)
+            #expect(certificates.entry(named: "web")?.serialHex != nil)
+        } catch {
+            watching.cancel()
+            await proxy.stop()
+            await backend.stop()
+            throw error
+        }
+        watching.cancel()
+        _ = await watching.result
+        await proxy.stop()
+        await backend.stop()
+    }
+
+    @Test("a watched PEM file: a truncated rewrite is refused, a good rewrite is served")
+    func watchedFile() async throws {
+        let logs = CapturedLogs()
+        let directory = try TemporaryDirectory(name: "certproxy-file")
+        defer { directory.remove() }
+        let ca = try TestCA.make().issueIntermediate()
+        let first = try ca.issueLeaf(dnsNames: ["mqtt.example.org"])
+        let path = try directory.write(first.fullChainPEM + first.privateKeyPEM, to: "mqtt.pem")
+        let certificates = CertificateSet()
+        let reloader = CertificateReloader(
+            sources: [.file(name: "mqtt", path: path)], certificates: certificates, logger: logs.logger)
+        #expect(reloader.loadAll().isEmpty)
+        let watching = Task { try await reloader.run() }
+        let backend = try await TestBackend.start()
+        let proxy = try await RunningProxy.start(certificates: certificates, backends: [backend.port], logger: logs.logger)
+        do {
+            #expect(try await servedSerial(port: proxy.port, serverName: "mqtt.example.org") == first.certificate.serialNumber)
+
+            let second = try ca.issueLeaf(dnsNames: ["mqtt.example.org"])
+            let full = second.fullChainPEM + second.privateKeyPEM
+            try directory.write(String(full.prefix(full.count / 2)), to: "mqtt.pem")
+            let refused = await eventually(timeout: .seconds(3)) {
+                logs.all.contains { $0.hasPrefix("error") && $0.contains("cert.name=mqtt") && $0.contains("truncated") }
+            }
+            #expect(refused, "logs: \(logs.all)")
+            #expect(try await servedSerial(port: proxy.port, serverName: "mqtt.example.org") == first.certificate.serialNumber)
+
+            try directory.write(full, to: ".mqtt.pem.tmp")
+            #expect(rename(directory.appending(".mqtt.pem.tmp"), path) == 0)
+            let swapped = await eventually(timeout: .seconds(3)) {
+                (try? await servedSerial(port: proxy.port, serverName: "mqtt.example.org")) == second.certificate.serialNumber
+            }
+            #expect(swapped, "logs: \(logs.all)")
+        } catch {
+            watching.cancel()
+            await proxy.stop()
+            await backend.stop()
+            throw error
+        }
+        watching.cancel()
+        _ = await watching.result
+        await proxy.stop()
+        await backend.stop()
+    }
+}

@@ -1,0 +1,150 @@
+import CertProxy
+import CertStore
+import CertkeeperTestSupport
+import Foundation
+import Testing
+
+/// One store with `web.example.org`, a backend and a proxy, torn down in all paths.
+struct RelayHarness {
+    let logs = CapturedLogs()
+    let fixture: StoreFixture
+    let certificates = CertificateSet()
+
+    init(_ name: String) throws {
+        fixture = try StoreFixture(name, logger: logs.logger)
+        try fixture.install("web", names: ["web.example.org"])
+        CertificateReloader(storeRoot: fixture.root, certificates: certificates, logger: logs.logger).loadAll()
+    }
+
+    func connect(_ proxy: RunningProxy, tls: Bool = true, halfClosure: Bool = false) async throws -> TestClient {
+        try await TestClient.connect(
+            port: proxy.port, rootPEM: tls ? fixture.rootPEM : nil, serverName: "web.example.org", halfClosure: halfClosure)
+    }
+}
+
+@Suite("Relaying: backend failures, half-close, graceful shutdown")
+struct RelayTests {
+    @Test("a backend that is down closes the client promptly; the next client is served")
+    func backendDown() async throws {
+        let harness = try RelayHarness("down")
+        defer { harness.fixture.remove() }
+        let downPort = try PortAllocator.shared.allocate()
+        let backend = try await TestBackend.start()
+        // Round-robin: the first connection goes to the dead port, the second to the live backend.
+        let proxy = try await RunningProxy.start(
+            certificates: harness.certificates, backends: [downPort, backend.port], logger: harness.logs.logger)
+        do {
+            let first = try await harness.connect(proxy)
+            try? await first.send("lost\n")
+            #expect(await first.waitClosed(timeout: .seconds(3)))
+            #expect(!first.text.contains("lost"))
+            // The proxy frees its side at once, not after NIOSSL's 5 s close_notify wait.
+            #expect(await eventually(timeout: .seconds(2)) { proxy.server.stats.active == 0 })
+
+            let second = try await harness.connect(proxy)
+            try await second.send("hello\n")
+            #expect(await second.waitFor("hello\n"))
+            await second.close()
+            #expect(proxy.server.stats.backendFailures == 1)
+            #expect(harness.logs.all.contains { $0.contains("backend unreachable") && $0.contains("127.0.0.1:\(downPort)") })
+        } catch {
+            await proxy.stop()
+            await backend.stop()
+            throw error
+        }
+        await proxy.stop()
+        await backend.stop()
+    }
+
+    @Test("half-close over TLS: the client ends its output and still receives the backend's full answer")
+    func halfCloseTLS() async throws {
+        try await halfClose(tls: true)
+    }
+
+    @Test("half-close over plain TCP")
+    func halfClosePlain() async throws {
+        try await halfClose(tls: false)
+    }
+
+    private func halfClose(tls: Bool) async throws {
+        let harness = try RelayHarness("halfclose")
+        defer { harness.fixture.remove() }
+        let backend = try await TestBackend.start()
+        let proxy = try await RunningProxy.start(
+            certificates: harness.certificates, backends: [backend.port], tls: tls ? ProxyTLSSettings() : nil,
+            logger: harness.logs.logger)
+        do {
+            let client = try await harness.connect(proxy, tls: tls, halfClosure: true)
+            try await client.send("request\n")
+            try await client.closeOutput()
+            // The backend echoes, then on EOF answers BYE and closes: both must arrive after our EOF.
+            #expect(await client.waitFor("request\nBYE\n"), "received: \(client.text)")
+            #expect(await client.waitClosed())
+            await client.close()
+        } catch {
+            await proxy.stop()
+            await backend.stop()
+            throw error
+        }
+        await proxy.stop()
+        await backend.stop()
+    }
+
+    @Test("shutdown(grace:) refuses new connections and lets an open one finish")
+    func gracefulShutdown() async throws {
+        let harness = try RelayHarness("drain")
+        defer { harness.fixture.remove() }
+        let backend = try await TestBackend.start()
+        let proxy = try await RunningProxy.start(
+            certificates: harness.certificates, backends: [backend.port], logger: harness.logs.logger)
+        let client = try await harness.connect(proxy)
+        do {
+            try await client.send("one\n")
+            #expect(await client.waitFor("one\n"))
+            #expect(proxy.server.stats.active == 1)
+
+            let stopping = Task { await proxy.server.shutdown(grace: .seconds(20)) }
+            let refusing = await eventually { !TCPProbe.canConnect(host: "127.0.0.1", port: proxy.port) }
+            #expect(refusing)
+            try await client.send("two\n")
+            #expect(await client.waitFor("one\ntwo\n"))
+
+            await client.close()
+            // Once the last connection is gone, shutdown returns (well before the 20 s grace).
+            let finished = await eventually(timeout: .seconds(5)) { proxy.server.stats.active == 0 }
+            #expect(finished)
+            let started = ContinuousClock.now
+            await stopping.value
+            #expect(ContinuousClock.now - started < .seconds(5))
+        } catch {
+            await client.close()
+            await proxy.stop()
+            await backend.stop()
+            throw error
+        }
+        await backend.stop()
+    }
+
+    @Test("shutdown(grace:) closes connections still open when the grace period ends")
+    func shutdownClosesAfterGrace() async throws {
+        let harness = try RelayHarness("grace")
+        defer { harness.fixture.remove() }
+        let backend = try await TestBackend.start()
+        let proxy = try await RunningProxy.start(
+            certificates: harness.certificates, backends: [backend.port], logger: harness.logs.logger)
+        let client = try await harness.connect(proxy)
+        do {
+            try await client.send("one\n")
+            #expect(await client.waitFor("one\n"))
+            await proxy.server.shutdown(grace: .milliseconds(200))
+            #expect(await client.waitClosed())
+        } catch {
+            await client.close()
+            await proxy.stop()
+            await backend.stop()
+            throw error
+        }
+        await client.close()
+        await backend.stop()
+    }
+}
