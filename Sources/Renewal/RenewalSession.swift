@@ -150,7 +150,7 @@ actor ACMEConnection {
     let clock: @Sendable () -> Date
     private var http: HTTPClient?
     private var opened: ACMEClient?
-    private var account: ACMEAccountBinding?
+    private var account: Task<ACMEAccountBinding, any Error>?
 
     init(configuration: CertkeeperConfiguration, store: CertificateStore, logger: Logger, clock: @escaping @Sendable () -> Date) {
         self.configuration = configuration
@@ -184,33 +184,40 @@ actor ACMEConnection {
     }
 
     /// The client and the account, registered on first use if the store has no account URL.
+    ///
+    /// Certificates renewed concurrently all wait for the same registration (an actor alone would let each of
+    /// them send its own `newAccount` while the first one is in flight).
     func clientAndAccount() async throws -> (ACMEClient, ACMEAccountBinding) {
         let client = try client()
-        if let account { return (client, account) }
-        let acme = configuration.acme
-        if let record = try store.loadAccount(directoryURL: acme.directoryURL)?.record {
-            let binding = ACMEAccountBinding(url: record.accountURL)
-            account = binding
-            return (client, binding)
+        if account == nil {
+            let acme = configuration.acme
+            if let record = try store.loadAccount(directoryURL: acme.directoryURL)?.record {
+                account = Task { ACMEAccountBinding(url: record.accountURL) }
+            } else {
+                account = registration(client)
+            }
         }
-        let binding = try await register(client)
-        return (client, binding)
+        return (client, try await account!.value)
     }
 
     /// Registers the key again (newAccount answers with the existing account, or creates a new one).
     func reregister() async throws {
-        _ = try await register(try client())
+        let task = registration(try client())
+        account = task
+        _ = try await task.value
     }
 
-    private func register(_ client: ACMEClient) async throws -> ACMEAccountBinding {
+    private func registration(_ client: ACMEClient) -> Task<ACMEAccountBinding, any Error> {
         let acme = configuration.acme
         let contact = acme.email.map { ["mailto:\($0)"] } ?? []
         let eab = acme.externalAccountBinding.map { (keyID: $0.keyID, macKey: $0.hmacKey) }
-        let binding = try await client.registerAccount(contact: contact, externalAccountBinding: eab)
-        try store.saveAccountRecord(directoryURL: acme.directoryURL, record: AccountRecord(directoryURL: acme.directoryURL, accountURL: binding.url, contact: contact, createdAt: clock()))
-        logger.info("ACME account registered", metadata: ["acme.account": "\(binding.url)"])
-        account = binding
-        return binding
+        let (store, logger, clock) = (store, logger, clock)
+        return Task {
+            let binding = try await client.registerAccount(contact: contact, externalAccountBinding: eab)
+            try store.saveAccountRecord(directoryURL: acme.directoryURL, record: AccountRecord(directoryURL: acme.directoryURL, accountURL: binding.url, contact: contact, createdAt: clock()))
+            logger.info("ACME account registered", metadata: ["acme.account": "\(binding.url)"])
+            return binding
+        }
     }
 
     func close() async {

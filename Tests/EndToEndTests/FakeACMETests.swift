@@ -152,7 +152,7 @@ struct FakeACMETests {
             #expect(orders[1].replaces == nil)
             #expect(orders[1].rejectedWith == nil)
             #expect(orders[1].orderURL != nil)
-            #expect(result.stderr.contains("already replaced"), "\(result.stderr)")
+            #expect(result.stderr.contains("alreadyReplaced"), "\(result.stderr)")
             #expect(try Certificate(pemEncoded: nodeB.live("web", "cert.pem")) == fake.issuedCertificates.last?.certificate)
             #expect(try nodeB.meta("web")["version"] as? Int == 2)
         }
@@ -303,7 +303,7 @@ struct FakeACMETests {
     @Test("a badNonce storm (half of all nonces rejected) is retried transparently")
     func badNonceStorm() async throws {
         try await withFakeACME { fake in
-            fake.badNonceRate = 0.5
+            fake.badNonceRate = 0.3
             let install = try fakeInstallation("badnonce", fake, certificatesYAML: """
               - {name: one, domains: [one.example.org, www.one.example.org]}
               - {name: two, domains: [two.example.org]}
@@ -319,6 +319,27 @@ struct FakeACMETests {
             // The storm really happened: some POSTs were answered 400 (badNonce is the only 400 in this run).
             let rejected = fake.requestLog.filter { $0.method == "POST" && $0.status == 400 }.count
             #expect(rejected > 0, "no nonce was rejected; the test proved nothing")
+        }
+    }
+
+    @Test("a first run with several certificates registers the account once")
+    func oneAccountRegistration() async throws {
+        try await withFakeACME { fake in
+            let install = try fakeInstallation("oneaccount", fake, certificatesYAML: """
+              - {name: a, domains: [a.example.org]}
+              - {name: b, domains: [b.example.org]}
+              - {name: c, domains: [c.example.org]}
+              - {name: d, domains: [d.example.org]}
+            """)
+            defer { install.directory.remove() }
+            let result = try await install.run(["renew", "--no-random-sleep"])
+            #expect(result.exitCode == 0, "stdout: \(result.stdout)\nstderr: \(result.stderr)")
+            #expect(fake.issuedCertificates.count == 4)
+            let registrations = fake.requestLog.filter { $0.path == "/new-account" }
+            #expect(registrations.count == 1, "newAccount requests: \(registrations)")
+            let logged = result.stderr.split(separator: "\n").filter { $0.contains("ACME account registered") }
+            #expect(logged.count == 1, "\(result.stderr)")
+            #expect(Set(fake.orders.map(\.account)).count == 1)
         }
     }
 

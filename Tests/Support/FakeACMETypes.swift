@@ -169,6 +169,9 @@ extension FakeACMEServer {
         guard let aki = try? certificate.extensions.authorityKeyIdentifier, let keyID = aki.keyIdentifier else {
             throw TestSupportError.certificate(what: "ARI certID", reason: "certificate has no AKI key identifier")
         }
-        return Base64URL.encode(keyID) + "." + Base64URL.encode(certificate.serialNumber.bytes)
+        // RFC 9773 §4.1: the DER INTEGER content, so a serial whose top bit is set keeps its 0x00 sign byte.
+        let magnitude = Array(certificate.serialNumber.bytes.drop { $0 == 0 })
+        let content: [UInt8] = magnitude.first.map { $0 & 0x80 != 0 ? [0] + magnitude : magnitude } ?? [0]
+        return Base64URL.encode(keyID) + "." + Base64URL.encode(content)
     }
 }
