@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         // Pure ACME (RFC 8555 / 9773) wire types, JWS/JWK, CSRs, problem documents. No I/O.
@@ -91,12 +92,16 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(
             name: "certkeeper",
             dependencies: [
-                "Renewal", "CertkeeperConfig", "CertStore", "RenewalPolicy",
+                "Renewal", "CertkeeperConfig", "CertStore", "RenewalPolicy", "CertProxy",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -137,7 +142,10 @@ let package = Package(
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["CertkeeperTestSupport", "ACMEProtocol", "CertStore"]
+            dependencies: [
+                "CertkeeperTestSupport", "ACMEProtocol", "CertStore",
+                .product(name: "X509", package: "swift-certificates"),
+            ]
         ),
     ]
 )
