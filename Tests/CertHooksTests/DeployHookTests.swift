@@ -158,7 +158,7 @@ struct DeployHookRunnerTests {
         )
         let started = ContinuousClock.now
         let results = await runner.run(sampleEvent)
-        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(ContinuousClock.now - started < .seconds(60))  // the hook sleeps 100 s: it was killed
         #expect(results.map(\.result.outcome) == [.timedOut(after: 0.4), .exited(code: 0)])
         #expect(directory.read("after") == "ok\n")
         #expect(logs.messages(at: .error) == ["deploy hook hangs for mqtt.example.org timed out after 0.4 s; last output: waiting"])

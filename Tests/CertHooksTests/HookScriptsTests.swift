@@ -106,7 +106,7 @@ struct HookScriptsTests {
     @Test("haproxy-hot-update sends set + commit with blank lines stripped and rewrites the file")
     func hotUpdateSuccess() async throws {
         let setup = try Self.hotUpdateSetup()
-        let result = await ProcessRunner.run(executable: Self.path("haproxy-hot-update.sh"), arguments: [], environment: setup.environment, timeout: 20)
+        let result = await ProcessRunner.run(executable: Self.path("haproxy-hot-update.sh"), arguments: [], environment: setup.environment, timeout: 60)
         #expect(result.outcome == .exited(code: 0), "\(result.output)")
         #expect(result.output == "haproxy-hot-update: updated \(setup.certPath) in HAProxy at 127.0.0.1:9999 (no reload)\n")
 
@@ -140,7 +140,7 @@ struct HookScriptsTests {
     @Test("haproxy-hot-update aborts and fails with one line when HAProxy refuses")
     func hotUpdateRefused() async throws {
         let setup = try Self.hotUpdateSetup(setReply: "Can't replace a certificate which is not referenced by the configuration!")
-        let result = await ProcessRunner.run(executable: Self.path("haproxy-hot-update.sh"), arguments: [], environment: setup.environment, timeout: 20)
+        let result = await ProcessRunner.run(executable: Self.path("haproxy-hot-update.sh"), arguments: [], environment: setup.environment, timeout: 60)
         #expect(result.outcome == .exited(code: 1))
         #expect(result.output == "haproxy-hot-update: HAProxy refused set ssl cert \(setup.certPath): Can't replace a certificate which is not referenced by the configuration!\n")
         let abort = try String(contentsOfFile: setup.requests + "/request.1", encoding: .utf8)
@@ -151,14 +151,14 @@ struct HookScriptsTests {
     func hotUpdateBadInput() async throws {
         let setup = try Self.hotUpdateSetup()
         try setup.work.write("bundle.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
-        let noKey = await ProcessRunner.run(executable: Self.path("haproxy-hot-update.sh"), arguments: [], environment: setup.environment, timeout: 20)
+        let noKey = await ProcessRunner.run(executable: Self.path("haproxy-hot-update.sh"), arguments: [], environment: setup.environment, timeout: 60)
         #expect(noKey.outcome == .exited(code: 1))
         #expect(noKey.output.hasSuffix("does not hold both a certificate and a private key\n"))
         #expect(!FileManager.default.fileExists(atPath: setup.requests + "/request.0"))
 
         var environment = setup.environment
         environment["HAPROXY_CERT_DIR"] = nil
-        let noPath = await ProcessRunner.run(executable: Self.path("haproxy-hot-update.sh"), arguments: [], environment: environment, timeout: 20)
+        let noPath = await ProcessRunner.run(executable: Self.path("haproxy-hot-update.sh"), arguments: [], environment: environment, timeout: 60)
         #expect(noPath.outcome == .exited(code: 1))
         #expect(noPath.output == "haproxy-hot-update: set HAPROXY_CERT_PATH (the crt path HAProxy knows) or HAPROXY_CERT_DIR\n")
     }
@@ -174,17 +174,17 @@ struct HookScriptsTests {
             await ProcessRunner.run(
                 executable: "/bin/sh",
                 arguments: ["-c", "trap 'echo got USR2; exit 0' USR2; echo $$ > '\(pidFile).tmp'; mv '\(pidFile).tmp' '\(pidFile)'; while :; do sleep 0.05; done"],
-                environment: shortPath, timeout: 20
+                environment: shortPath, timeout: 60
             )
         }
-        #expect(await eventually(within: 5) { FileManager.default.fileExists(atPath: pidFile) })
+        #expect(await eventually(within: 30) { FileManager.default.fileExists(atPath: pidFile) })
         let result = await ProcessRunner.run(
             executable: Self.path("haproxy-reload.sh"), arguments: [],
             environment: [
                 "PATH": "/usr/bin:/bin", "CERTKEEPER_CERT_NAME": "site", "CERTKEEPER_BUNDLE": bundle,
                 "HAPROXY_CERT_DIR": work.file("certs"), "HAPROXY_RELOAD_METHOD": "pidfile", "HAPROXY_PIDFILE": pidFile,
             ],
-            timeout: 20
+            timeout: 60
         )
         let masterPid = readPids(pidFile).first ?? 0
         #expect(result.outcome == .exited(code: 0), "\(result.output)")
@@ -201,7 +201,7 @@ struct HookScriptsTests {
         let result = await ProcessRunner.run(
             executable: Self.path("haproxy-reload.sh"), arguments: [],
             environment: ["PATH": "/usr/bin:/bin", "HAPROXY_RELOAD_METHOD": "pidfile", "HAPROXY_PIDFILE": "/nonexistent/haproxy.pid"],
-            timeout: 20
+            timeout: 60
         )
         #expect(result.outcome == .exited(code: 1))
         #expect(result.output == "haproxy-reload: cannot read HAProxy pid file /nonexistent/haproxy.pid (set HAPROXY_PIDFILE)\n")
@@ -217,14 +217,14 @@ struct HookScriptsTests {
             exit 0
             """)
         var environment = ["PATH": "/usr/bin:/bin", "NGINX_BIN": nginx, "NGINX_RELOAD_METHOD": "signal", "CERTKEEPER_CERT_NAME": "www"]
-        let good = await ProcessRunner.run(executable: Self.path("nginx-reload.sh"), arguments: [], environment: environment, timeout: 20)
+        let good = await ProcessRunner.run(executable: Self.path("nginx-reload.sh"), arguments: [], environment: environment, timeout: 60)
         #expect(good.outcome == .exited(code: 0), "\(good.output)")
         #expect(good.output == "nginx-reload: sent reload to nginx for www\n")
         #expect(work.read("calls") == "-t -q\n-s reload\n")
 
         environment["FAKE_NGINX_BROKEN"] = "1"
         environment["NGINX_CONF"] = "/etc/nginx/other.conf"
-        let broken = await ProcessRunner.run(executable: Self.path("nginx-reload.sh"), arguments: [], environment: environment, timeout: 20)
+        let broken = await ProcessRunner.run(executable: Self.path("nginx-reload.sh"), arguments: [], environment: environment, timeout: 60)
         #expect(broken.outcome == .exited(code: 1))
         #expect(broken.lastOutputLines(1) == ["nginx-reload: nginx -t failed, not reloading for www"])
         #expect(broken.output.contains("[emerg] unexpected"))
@@ -239,14 +239,14 @@ struct HookScriptsTests {
             await ProcessRunner.run(
                 executable: "/bin/sh",
                 arguments: ["-c", "trap 'echo got HUP; exit 0' HUP; echo $$ > '\(pidFile).tmp'; mv '\(pidFile).tmp' '\(pidFile)'; while :; do sleep 0.05; done"],
-                environment: shortPath, timeout: 20
+                environment: shortPath, timeout: 60
             )
         }
-        #expect(await eventually(within: 5) { FileManager.default.fileExists(atPath: pidFile) })
+        #expect(await eventually(within: 30) { FileManager.default.fileExists(atPath: pidFile) })
         let result = await ProcessRunner.run(
             executable: Self.path("mosquitto-reload.sh"), arguments: [],
             environment: ["PATH": "/usr/bin:/bin", "MOSQUITTO_RELOAD_METHOD": "pidfile", "MOSQUITTO_PIDFILE": pidFile],
-            timeout: 20
+            timeout: 60
         )
         #expect(result.outcome == .exited(code: 0), "\(result.output)")
         #expect(await broker.value.output == "got HUP\n")

@@ -31,7 +31,7 @@ struct HotSwapTests {
             #expect(await longLived.waitFor("before\n"))
 
             let second = try fixture.install("web", names: ["web.example.org"])
-            let swapped = await eventually(timeout: .seconds(3)) {
+            let swapped = await eventually(timeout: .seconds(10)) {
                 (try? await servedSerial(port: proxy.port, serverName: "web.example.org")) == second.certificate.serialNumber
             }
             #expect(swapped, "logs: \(logs.all)")
@@ -77,7 +77,7 @@ struct HotSwapTests {
             #expect(symlink("../archive/web/v000099-20260101000000", "\(fixture.root)/live/.web.tmp-test") == 0)
             #expect(rename("\(fixture.root)/live/.web.tmp-test", "\(fixture.root)/live/web") == 0)
 
-            let refused = await eventually(timeout: .seconds(3)) {
+            let refused = await eventually(timeout: .seconds(10)) {
                 logs.all.contains { $0.hasPrefix("error") && $0.contains("cert.name=web") }
             }
             #expect(refused, "logs: \(logs.all)")
@@ -119,7 +119,7 @@ struct HotSwapTests {
             let second = try ca.issueLeaf(dnsNames: ["mqtt.example.org"])
             let full = second.fullChainPEM + second.privateKeyPEM
             try directory.write(String(full.prefix(full.count / 2)), to: "mqtt.pem")
-            let refused = await eventually(timeout: .seconds(3)) {
+            let refused = await eventually(timeout: .seconds(10)) {
                 logs.all.contains { $0.hasPrefix("error") && $0.contains("cert.name=mqtt") && $0.contains("truncated") }
             }
             #expect(refused, "logs: \(logs.all)")
@@ -127,7 +127,7 @@ struct HotSwapTests {
 
             try directory.write(full, to: ".mqtt.pem.tmp")
             #expect(rename(directory.appending(".mqtt.pem.tmp"), path) == 0)
-            let swapped = await eventually(timeout: .seconds(3)) {
+            let swapped = await eventually(timeout: .seconds(10)) {
                 (try? await servedSerial(port: proxy.port, serverName: "mqtt.example.org")) == second.certificate.serialNumber
             }
             #expect(swapped, "logs: \(logs.all)")

@@ -152,12 +152,12 @@ final class TestClient: Sendable {
     }
 
     /// Waits (bounded) until the received text contains `needle`.
-    func waitFor(_ needle: String, timeout: Duration = .seconds(3)) async -> Bool {
+    func waitFor(_ needle: String, timeout: Duration = .seconds(15)) async -> Bool {
         await eventually(timeout: timeout) { self.text.contains(needle) }
     }
 
     /// Waits (bounded) until the connection is closed.
-    func waitClosed(timeout: Duration = .seconds(3)) async -> Bool {
+    func waitClosed(timeout: Duration = .seconds(15)) async -> Bool {
         await eventually(timeout: timeout) { !self.channel.isActive }
     }
 
@@ -190,7 +190,7 @@ final class TestClient: Sendable {
 }
 
 /// Polls `condition` every 20 ms until it holds or `timeout` passes.
-func eventually(timeout: Duration = .seconds(3), _ condition: @Sendable () async -> Bool) async -> Bool {
+func eventually(timeout: Duration = .seconds(15), _ condition: @Sendable () async -> Bool) async -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if await condition() { return true }

@@ -69,16 +69,18 @@ struct SwapUnderLoadTests {
             for _ in 0..<10 {
                 let next = try fixture.install("web", names: ["web.example.org"])
                 serials.append(next.certificate.serialNumber)
-                let served = await eventually(timeout: .seconds(3)) { certificates.entry(named: "web").map { String($0.serialHex.lowercased().drop(while: { $0 == "0" })) } == hex(next.certificate.serialNumber) }
+                let served = await eventually(timeout: .seconds(10)) { certificates.entry(named: "web").map { String($0.serialHex.lowercased().drop(while: { $0 == "0" })) } == hex(next.certificate.serialNumber) }
                 #expect(served, "swap not picked up; logs: \(logs.all.suffix(5))")
                 try await Task.sleep(for: .milliseconds(100))
             }
+            // Let the short connections reach a meaningful count whatever the machine's load (bounded wait).
+            _ = await eventually(timeout: .seconds(60)) { counts.withLockedValue { $0.succeeded + $0.failed } >= 40 }
             stop.withLockedValue { $0 = true }
             for worker in workers { await worker.value }
             let linesSent = await senders.value
             let (succeeded, failed, failures) = counts.withLockedValue { ($0.succeeded, $0.failed, $0.failures) }
             #expect(failed == 0, "failed short connections: \(failures.prefix(3))")
-            #expect(succeeded > 20, "only \(succeeded) short connections ran")
+            #expect(succeeded >= 40, "only \(succeeded) short connections ran")
             // The long-lived connections survived every swap and still relay, in order.
             for (index, client) in clients.enumerated() {
                 try await client.send("final \(index)\n")

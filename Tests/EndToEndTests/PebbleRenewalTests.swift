@@ -143,7 +143,7 @@ struct PebbleRenewalTests {
             )
             defer { install.directory.remove() }
             let result = try await install.run(["renew", "--no-random-sleep"])
-            #expect(result.exitCode == 0, "stderr: \(result.stderr)\n\(pebble.logTail())")
+            try #require(result.exitCode == 0, "stdout: \(result.stdout)\nstderr: \(result.stderr)\n\(pebble.logTail())")
             let wild = try install.meta("wild")
             #expect(wild["domains"] as? [String] == ["*.wild.example.org"])
             #expect(wild["keyType"] as? String == "ec384")

