@@ -228,7 +228,10 @@ final class BackendConnectHandler: ChannelDuplexHandler, RemovableChannelHandler
         for data in buffered { backend.write(data, promise: nil) }
         buffered = []
         backend.flush()
-        if inputClosedEarly { backend.close(mode: .output, promise: nil) }
+        if inputClosedEarly {
+            clientSide.adoptEarlyEOF()
+            backend.close(mode: .output, promise: nil)
+        }
         logger.debug("relaying")
         let channel = context.channel
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)

@@ -23,6 +23,13 @@ final class GlueHandler {
         return (first, second)
     }
 
+    /// Records that the client's EOF arrived before the relay existed (while the backend was connecting): this
+    /// side's input is closed and the partner's output was already closed, so later closes complete both ways.
+    func adoptEarlyEOF() {
+        inputClosed = true
+        partner?.outputClosed = true
+    }
+
     private func partnerWrite(_ data: NIOAny) {
         context?.write(data, promise: nil)
     }
