@@ -48,6 +48,7 @@ let package = Package(
         .target(
             name: "CertStore",
             dependencies: [
+                "ACMEProtocol",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),

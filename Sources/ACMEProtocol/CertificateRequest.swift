@@ -92,13 +92,19 @@ public enum CSRBuilder {
 public enum ARICertificateID {
     /// base64url(AKI keyIdentifier) "." base64url(DER serial number content), or `nil` when the certificate has no AKI.
     public static func make(for certificate: Certificate) -> String? {
-        guard let aki = try? certificate.extensions.authorityKeyIdentifier, let keyID = aki.keyIdentifier else {
+        guard let aki = try? certificate.extensions.authorityKeyIdentifier, let keyID = aki.keyIdentifier, !keyID.isEmpty else {
             return nil
         }
-        // The DER INTEGER content: a leading 0x00 when the top bit is set, so the number stays positive.
-        var serial = Array(certificate.serialNumber.bytes)
-        if let first = serial.first, first & 0x80 != 0 { serial.insert(0, at: 0) }
-        return Base64URL.encode(Array(keyID)) + "." + Base64URL.encode(serial)
+        return Base64URL.encode(Array(keyID)) + "." + Base64URL.encode(serialDERContent(certificate.serialNumber))
+    }
+
+    /// The content octets of the serial's DER INTEGER: minimal big-endian bytes, with a 0x00 sign byte when the
+    /// top bit is set (RFC 9773's example serial 0x87654321 encodes as `00 87 65 43 21`). `SerialNumber.bytes`
+    /// is not relied on to carry the sign byte.
+    public static func serialDERContent(_ serial: Certificate.SerialNumber) -> [UInt8] {
+        let magnitude = Array(serial.bytes.drop(while: { $0 == 0 }))
+        guard let first = magnitude.first else { return [0] }
+        return first & 0x80 != 0 ? [0] + magnitude : magnitude
     }
 
     /// Builds the renewalInfo URL for `certID`: the directory's `renewalInfo` with a single `/` joining them.

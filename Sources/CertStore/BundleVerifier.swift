@@ -1,3 +1,4 @@
+import ACMEProtocol
 import Crypto
 import _CryptoExtras
 import Foundation
@@ -157,7 +158,7 @@ public struct BundleVerifier: Sendable {
             bundle: bundle, leaf: leaf, chain: chain, privateKey: privateKey, leafDER: leafDER,
             domains: names.all, serialHex: CertificateFacts.serialHex(leaf.serialNumber),
             sha256Hex: Hex.encode(SHA256.hash(data: leafDER)), keyType: KeyFacts.type(leaf.publicKey),
-            ariCertID: CertificateFacts.ariCertID(leaf)
+            ariCertID: ARICertificateID.make(for: leaf)
         )
     }
 
@@ -317,22 +318,6 @@ enum CertificateFacts {
         let magnitude = serial.bytes.drop(while: { $0 == 0 })
         return magnitude.isEmpty ? "00" : Hex.encode(magnitude)
     }
-
-    /// RFC 9773: `base64url(AKI keyIdentifier) "." base64url(serial DER content bytes)`.
-    static func ariCertID(_ certificate: Certificate) -> String? {
-        guard let aki = try? certificate.extensions.authorityKeyIdentifier, let keyID = aki.keyIdentifier, !keyID.isEmpty
-        else { return nil }
-        return Base64URL.encode(keyID) + "." + Base64URL.encode(serialDERContent(certificate.serialNumber))
-    }
-
-    /// The content octets of the serial's DER INTEGER: minimal big-endian bytes, with a 0x00 sign byte when the
-    /// top bit is set (RFC 9773's example serial 0x87654321 encodes as `00 87 65 43 21`). `SerialNumber.bytes`
-    /// is not relied on to carry the sign byte.
-    static func serialDERContent(_ serial: Certificate.SerialNumber) -> [UInt8] {
-        let magnitude = Array(serial.bytes.drop(while: { $0 == 0 }))
-        guard let first = magnitude.first else { return [0] }
-        return first & 0x80 != 0 ? [0] + magnitude : magnitude
-    }
 }
 
 /// Key descriptions for meta and error messages.
@@ -363,14 +348,5 @@ enum Hex {
             out.append(digits[Int(byte & 0x0f)])
         }
         return String(decoding: out, as: UTF8.self)
-    }
-}
-
-enum Base64URL {
-    static func encode<Bytes: Sequence>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
-        Data(bytes).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-")
-            .replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
     }
 }

@@ -1,3 +1,4 @@
+import ACMEProtocol
 import Foundation
 import X509
 
@@ -166,12 +167,10 @@ extension FakeACMEServer {
     /// The ARI certID of a certificate: `base64url(AKI keyIdentifier) "." base64url(serial DER content bytes)`.
     /// - Throws: ``TestSupportError/certificate(what:reason:)`` when the certificate has no AKI key identifier.
     public static func certID(of certificate: Certificate) throws -> String {
-        guard let aki = try? certificate.extensions.authorityKeyIdentifier, let keyID = aki.keyIdentifier else {
+        guard let certID = ARICertificateID.make(for: certificate) else {
             throw TestSupportError.certificate(what: "ARI certID", reason: "certificate has no AKI key identifier")
         }
-        // RFC 9773 §4.1: the DER INTEGER content, so a serial whose top bit is set keeps its 0x00 sign byte.
-        let magnitude = Array(certificate.serialNumber.bytes.drop { $0 == 0 })
-        let content: [UInt8] = magnitude.first.map { $0 & 0x80 != 0 ? [0] + magnitude : magnitude } ?? [0]
-        return Base64URL.encode(keyID) + "." + Base64URL.encode(content)
+        return certID
     }
+
 }
