@@ -135,6 +135,12 @@ public enum ProxyError: Error, Sendable, CustomStringConvertible, Equatable {
     case bindFailed(frontend: String, address: String, reason: String)
     /// The TLS context of a frontend could not be built.
     case tlsContext(frontend: String, reason: String)
+    /// Two frontends share a name.
+    case duplicateFrontend(name: String)
+    /// The proxy is not running (not started yet, or shut down).
+    case notRunning
+    /// Another reconfiguration is still running.
+    case reconfigurationInProgress
 
     /// One line.
     public var description: String {
@@ -147,6 +153,12 @@ public enum ProxyError: Error, Sendable, CustomStringConvertible, Equatable {
             return "frontend \(frontend) cannot listen on \(address): \(reason)"
         case .tlsContext(let frontend, let reason):
             return "frontend \(frontend): cannot build the TLS context: \(reason)"
+        case .duplicateFrontend(let name):
+            return "two frontends are named \(name)"
+        case .notRunning:
+            return "the proxy is not running"
+        case .reconfigurationInProgress:
+            return "another proxy reconfiguration is still running"
         }
     }
 }

@@ -9,6 +9,7 @@ import NIOSSL
 ///
 /// Certificates are looked up per handshake, so a certificate installed into the set serves the next handshake
 /// while open connections keep theirs. Each connection and its backend connection share one event loop.
+/// ``reconfigure(frontends:)`` changes frontends while running without touching open connections.
 ///
 /// ```swift
 /// let certificates = CertificateSet(defaultName: "web")
@@ -18,34 +19,43 @@ import NIOSSL
 ///     frontends: [ProxyFrontend(name: "https", host: "0.0.0.0", port: 443,
 ///                               backends: [ProxyBackend(host: "127.0.0.1", port: 8080)])],
 ///     certificates: certificates, logger: logger)
-/// // run reloader.run() in a task; on SIGTERM:
+/// // run reloader.run() in a task; on SIGHUP: try await proxy.reconfigure(frontends: newFrontends)
 /// await proxy.shutdown(grace: .seconds(10))
 /// ```
 public final class ProxyServer: Sendable {
-    /// The frontends, as configured.
-    public let frontends: [ProxyFrontend]
-    /// The port each frontend is listening on, by frontend name (useful with port 0).
-    public let boundPorts: [String: Int]
+    private struct State {
+        /// Listeners by frontend name, in configuration order.
+        var listeners: [(name: String, listener: FrontendListener)] = []
+        var reconfiguring = false
+        var stopped = false
+    }
 
     private let group: any EventLoopGroup
     private let ownsGroup: Bool
-    private let serverChannels: [any Channel]
-    private let registry: ConnectionRegistry
-    private let counters: ProxyCounters
+    private let certificates: CertificateSet
+    private let state: NIOLockedValueBox<State>
+    private let registry = ConnectionRegistry()
+    private let counters = ProxyCounters()
     private let logger: Logger
 
-    private init(
-        frontends: [ProxyFrontend], boundPorts: [String: Int], group: any EventLoopGroup, ownsGroup: Bool,
-        serverChannels: [any Channel], registry: ConnectionRegistry, counters: ProxyCounters, logger: Logger
-    ) {
-        self.frontends = frontends
-        self.boundPorts = boundPorts
+    private init(group: any EventLoopGroup, ownsGroup: Bool, certificates: CertificateSet, logger: Logger) {
         self.group = group
         self.ownsGroup = ownsGroup
-        self.serverChannels = serverChannels
-        self.registry = registry
-        self.counters = counters
+        self.certificates = certificates
+        self.state = NIOLockedValueBox(State())
         self.logger = logger
+    }
+
+    /// The frontends new connections are served with, in configuration order.
+    public var frontends: [ProxyFrontend] {
+        state.withLockedValue { $0.listeners.map(\.listener.current.frontend) }
+    }
+
+    /// The port each frontend is listening on, by frontend name (useful with port 0). Empty after shutdown.
+    public var boundPorts: [String: Int] {
+        state.withLockedValue { state in
+            Dictionary(uniqueKeysWithValues: state.listeners.map { ($0.name, $0.listener.boundPort) })
+        }
     }
 
     /// Connection counters, all frontends together.
@@ -55,109 +65,165 @@ public final class ProxyServer: Sendable {
     ///
     /// The TLS context of each frontend is built once here (it can do blocking I/O), not per connection.
     /// - Parameters:
-    ///   - frontends: What to listen on and where to relay.
+    ///   - frontends: What to listen on and where to relay; names must be unique.
     ///   - certificates: Where TLS frontends find their certificates.
     ///   - eventLoopGroup: The loops to run on; when `nil`, the server creates `threads` loops and shuts them
     ///     down in ``shutdown(grace:)``.
     ///   - threads: Event loops to create when no group is given (the number of cores by default).
     ///   - logger: Where accepts, failures and shutdown are logged.
     /// - Returns: The running server.
-    /// - Throws: ``ProxyError`` when a frontend has no backend, its TLS context cannot be built or it cannot
-    ///   bind; frontends already bound are closed again.
+    /// - Throws: ``ProxyError`` when a frontend has no backend, two share a name, a TLS context cannot be built
+    ///   or a frontend cannot bind; frontends already bound are closed again.
     public static func start(
         frontends: [ProxyFrontend], certificates: CertificateSet, eventLoopGroup: (any EventLoopGroup)? = nil,
         threads: Int = System.coreCount, logger: Logger
     ) async throws(ProxyError) -> ProxyServer {
-        var contexts: [NIOSSLContext?] = []
-        for frontend in frontends {
-            guard !frontend.backends.isEmpty else { throw .noBackends(frontend: frontend.name) }
-            guard let tls = frontend.tls else {
-                contexts.append(nil)
-                continue
-            }
-            do {
-                contexts.append(try NIOSSLContext(configuration: tls.makeTLSConfiguration(certificates: certificates)))
-            } catch {
-                throw .tlsContext(frontend: frontend.name, reason: "\(error)")
-            }
-        }
-
+        let settings = try FrontendSettings.prepare(frontends, certificates: certificates, logger: logger)
         let group = eventLoopGroup ?? MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
-        let registry = ConnectionRegistry()
-        let counters = ProxyCounters()
-        var channels: [any Channel] = []
-        var ports: [String: Int] = [:]
-        for (frontend, sslContext) in zip(frontends, contexts) {
+        let server = ProxyServer(group: group, ownsGroup: eventLoopGroup == nil, certificates: certificates, logger: logger)
+        var bound: [(name: String, listener: FrontendListener)] = []
+        for frontendSettings in settings {
             do {
-                let channel = try await bind(
-                    frontend, sslContext: sslContext, group: group, registry: registry, counters: counters,
-                    logger: logger)
-                channels.append(channel)
-                ports[frontend.name] = channel.localAddress?.port ?? frontend.port
-                logger.info(
-                    "proxy frontend listening",
-                    metadata: [
-                        "frontend": "\(frontend.name)", "frontend.address": "\(frontend.host):\(ports[frontend.name]!)",
-                        "frontend.tls": "\(frontend.tls != nil)",
-                        "frontend.backends": "\(frontend.backends.map(\.description).joined(separator: ","))",
-                    ])
+                bound.append((frontendSettings.frontend.name, try await server.bind(frontendSettings)))
             } catch {
-                for channel in channels { try? await channel.close() }
+                for (_, listener) in bound { await listener.close() }
                 if eventLoopGroup == nil { try? await group.shutdownGracefully() }
-                throw .bindFailed(frontend: frontend.name, address: "\(frontend.host):\(frontend.port)", reason: "\(error)")
+                throw error
             }
         }
-        return ProxyServer(
-            frontends: frontends, boundPorts: ports, group: group, ownsGroup: eventLoopGroup == nil,
-            serverChannels: channels, registry: registry, counters: counters, logger: logger)
+        server.state.withLockedValue { $0.listeners = bound }
+        return server
     }
 
-    private static func bind(
-        _ frontend: ProxyFrontend, sslContext: NIOSSLContext?, group: any EventLoopGroup, registry: ConnectionRegistry,
-        counters: ProxyCounters, logger: Logger
-    ) async throws -> any Channel {
-        let rotation = BackendRotation(frontend.backends)
-        let timeouts = frontend.timeouts
-        var frontendLogger = logger
-        frontendLogger[metadataKey: "frontend"] = "\(frontend.name)"
-        let connectionLogger = frontendLogger
-        return try await ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 256)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { channel in
-                registry.add(channel)
-                counters.update {
-                    $0.accepted += 1
-                    $0.active += 1
-                }
-                channel.closeFuture.whenComplete { _ in
-                    registry.remove(channel)
-                    counters.update { $0.active -= 1 }
-                }
-                var logger = connectionLogger
-                logger[metadataKey: "client"] = "\(channel.remoteAddress?.description ?? "?")"
-                return channel.eventLoop.makeCompletedFuture {
-                    let sync = channel.pipeline.syncOperations
-                    if let sslContext {
-                        let closing = TLSClosingState()
-                        try sync.addHandler(RawEOFCloser(state: closing))
-                        try sync.addHandler(NIOSSLServerHandler(context: sslContext))
-                        try sync.addHandler(CloseRequestObserver(state: closing))
-                        try sync.addHandler(
-                            HandshakeTimeoutHandler(timeout: timeouts.handshake, counters: counters, logger: logger))
-                    }
-                    try sync.addHandler(IdleStateHandler(allTimeout: timeouts.idle))
-                    try sync.addHandler(IdleCloseHandler(counters: counters))
-                    try sync.addHandler(
-                        BackendConnectHandler(
-                            waitForHandshake: sslContext != nil, rotation: rotation,
-                            connectTimeout: timeouts.backendConnect, counters: counters, logger: logger))
+    /// Switches to a new set of frontends without closing any open connection.
+    ///
+    /// Frontends are matched by ``ProxyFrontend/name``:
+    /// - same name and same configured `host:port`: the listening socket stays; new connections use the new
+    ///   settings (backends, timeouts, TLS on or off, ALPN, minimum version) from the moment this returns;
+    /// - a new name: its address is bound;
+    /// - a name that is gone: its listener is closed; its open connections run on until they end or idle out;
+    /// - a changed address: the new address is bound, then the old listener is closed.
+    ///
+    /// A listener whose frontend is gone or moved is handed to a new frontend with the same configured address
+    /// (a rename, or two frontends trading addresses) instead of being closed and bound again.
+    ///
+    /// If anything new cannot be bound, what this call bound is closed again, the old configuration stays fully
+    /// in place and the error is thrown. Calls must not overlap (the second one throws).
+    /// - Parameter frontends: The complete new configuration; names must be unique.
+    /// - Throws: ``ProxyError/noBackends(frontend:)``, ``ProxyError/duplicateFrontend(name:)``,
+    ///   ``ProxyError/tlsContext(frontend:reason:)``, ``ProxyError/bindFailed(frontend:address:reason:)``,
+    ///   ``ProxyError/notRunning`` after ``shutdown(grace:)``, ``ProxyError/reconfigurationInProgress``.
+    public func reconfigure(frontends: [ProxyFrontend]) async throws(ProxyError) {
+        let settings = try FrontendSettings.prepare(frontends, certificates: certificates, logger: logger)
+        let begun: Result<[(name: String, listener: FrontendListener)], ProxyError> = state.withLockedValue { state in
+            if state.stopped { return .failure(.notRunning) }
+            if state.reconfiguring { return .failure(.reconfigurationInProgress) }
+            state.reconfiguring = true
+            return .success(state.listeners)
+        }
+        let current = try begun.get()
+
+        // Plan: keep same name + same address; otherwise adopt a released listener on the same address, or bind.
+        var released = current.filter { old in
+            !settings.contains { $0.frontend.name == old.name && $0.frontend.sameAddress(as: old.listener.current.frontend) }
+        }
+        var plan: [(settings: FrontendSettings, listener: FrontendListener?)] = []
+        for new in settings {
+            if let kept = current.first(where: { $0.name == new.frontend.name && $0.listener.current.frontend.sameAddress(as: new.frontend) }) {
+                plan.append((new, kept.listener))
+            } else if let index = released.firstIndex(where: { $0.listener.current.frontend.sameAddress(as: new.frontend) }) {
+                plan.append((new, released.remove(at: index).listener))
+            } else {
+                plan.append((new, nil))
+            }
+        }
+
+        var newlyBound: [FrontendListener] = []
+        var next: [(name: String, listener: FrontendListener)] = []
+        do {
+            for (new, existing) in plan {
+                if let existing {
+                    next.append((new.frontend.name, existing))
+                } else {
+                    let listener = try await bind(new)
+                    newlyBound.append(listener)
+                    next.append((new.frontend.name, listener))
                 }
             }
-            .bind(host: frontend.host, port: frontend.port)
-            .get()
+        } catch {
+            for listener in newlyBound { await listener.close() }
+            state.withLockedValue { $0.reconfiguring = false }
+            logger.error("proxy reconfiguration refused; the previous frontends keep serving", metadata: ["error": "\(error)"])
+            throw error
+        }
+
+        let committed = state.withLockedValue { state -> Bool in
+            state.reconfiguring = false
+            guard !state.stopped else { return false }
+            for (new, existing) in plan where existing != nil { existing!.switchTo(new) }
+            state.listeners = next
+            return true
+        }
+        guard committed else {
+            for listener in newlyBound { await listener.close() }
+            throw .notRunning
+        }
+        for (name, listener) in released {
+            await listener.close()
+            logger.info(
+                "proxy frontend closed; its open connections continue",
+                metadata: ["frontend": "\(name)", "frontend.address": "\(listener.current.frontend.host):\(listener.boundPort)"])
+        }
+        logger.info(
+            "proxy reconfigured",
+            metadata: [
+                "proxy.frontends": "\(next.map(\.name).joined(separator: ","))", "proxy.bound": "\(newlyBound.count)",
+                "proxy.closed": "\(released.count)",
+            ])
+    }
+
+    /// Binds one frontend; its connections read their settings from the returned listener.
+    private func bind(_ settings: FrontendSettings) async throws(ProxyError) -> FrontendListener {
+        let frontend = settings.frontend
+        let current = NIOLockedValueBox(settings)
+        let registry = self.registry
+        let counters = self.counters
+        let channel: any Channel
+        do {
+            channel = try await ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 256)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.allowRemoteHalfClosure, value: true)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelInitializer { channel in
+                    let settings = current.withLockedValue { $0 }
+                    registry.add(channel)
+                    counters.update {
+                        $0.accepted += 1
+                        $0.active += 1
+                    }
+                    channel.closeFuture.whenComplete { _ in
+                        registry.remove(channel)
+                        counters.update { $0.active -= 1 }
+                    }
+                    return channel.eventLoop.makeCompletedFuture {
+                        try settings.configure(channel: channel, counters: counters)
+                    }
+                }
+                .bind(host: frontend.host, port: frontend.port)
+                .get()
+        } catch {
+            throw .bindFailed(frontend: frontend.name, address: "\(frontend.host):\(frontend.port)", reason: "\(error)")
+        }
+        let listener = FrontendListener(channel: channel, boundPort: channel.localAddress?.port ?? frontend.port, current: current)
+        logger.info(
+            "proxy frontend listening",
+            metadata: [
+                "frontend": "\(frontend.name)", "frontend.address": "\(frontend.host):\(listener.boundPort)",
+                "frontend.tls": "\(frontend.tls != nil)",
+                "frontend.backends": "\(frontend.backends.map(\.description).joined(separator: ","))",
+            ])
+        return listener
     }
 
     /// Stops accepting, lets open connections finish for up to `grace`, then closes the rest.
@@ -166,7 +232,12 @@ public final class ProxyServer: Sendable {
     /// they are shut down at the end. Safe to call once.
     /// - Parameter grace: How long open connections may keep running.
     public func shutdown(grace: Duration) async {
-        for channel in serverChannels { try? await channel.close() }
+        let listeners = state.withLockedValue { state in
+            state.stopped = true
+            defer { state.listeners = [] }
+            return state.listeners
+        }
+        for (_, listener) in listeners { await listener.close() }
         let open = registry.count
         logger.info("proxy stopped accepting; draining", metadata: ["proxy.open": "\(open)", "proxy.grace": "\(grace)"])
         let deadline = ContinuousClock.now + grace
@@ -179,6 +250,36 @@ public final class ProxyServer: Sendable {
         }
         for channel in remaining { try? await channel.close() }
         if ownsGroup { try? await group.shutdownGracefully() }
+    }
+}
+
+/// One listening socket and the settings its next accepted connection gets (swapped by reconfiguration).
+final class FrontendListener: Sendable {
+    let channel: any Channel
+    let boundPort: Int
+    private let settings: NIOLockedValueBox<FrontendSettings>
+
+    init(channel: any Channel, boundPort: Int, current: NIOLockedValueBox<FrontendSettings>) {
+        self.channel = channel
+        self.boundPort = boundPort
+        self.settings = current
+    }
+
+    var current: FrontendSettings { settings.withLockedValue { $0 } }
+
+    func switchTo(_ new: FrontendSettings) {
+        settings.withLockedValue { $0 = new }
+    }
+
+    func close() async {
+        try? await channel.close()
+    }
+}
+
+extension ProxyFrontend {
+    /// Whether both bind the same configured `host:port` (port 0 counts as equal to port 0).
+    func sameAddress(as other: ProxyFrontend) -> Bool {
+        host == other.host && port == other.port
     }
 }
 
