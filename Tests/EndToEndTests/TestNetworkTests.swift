@@ -13,7 +13,7 @@ struct TestNetworkTests {
     /// Each node has its own network stack, so a fixed port cannot clash with anything else on the machine.
     private static let port = 4433
 
-    @Test("a TLS listener on n2 answers n1 over the bridge; the host namespace cannot reach it")
+    @Test("a TLS listener on n2 answers n1 over the bridge; nodes have only lo and eth0, the host none of their addresses")
     func tcpBetweenNodes() async throws {
         let directory = try TemporaryDirectory(name: "netns-tcp")
         defer { directory.remove() }
@@ -32,10 +32,19 @@ struct TestNetworkTests {
                     "s_client from \(n1): status \(client.exitCode), \(client.stderr)")
             #expect(await net.canConnect(from: n1, to: n2.address, port: Self.port))
 
-            // lo is up in every node; the host namespace has no route into the private network.
-            let loopback = try await net.run(on: n1, executable: "/bin/bash", arguments: ["-c", "ip -o link show lo"])
-            #expect(loopback.stdout.contains("UP"), "lo in \(n1): \(loopback.stdout)")
-            #expect(!TCPProbe.canConnect(host: n2.address, port: Self.port, timeoutMilliseconds: 300))
+            // Each node sees exactly lo (up) and its eth0; nothing was added to the host's namespace. (A connect
+            // from the host proves nothing: some sandboxes accept every outgoing TCP connection.)
+            for node in net.nodes {
+                let links = try await net.run(on: node, executable: "/bin/bash", arguments: ["-c", "ip -o link show"])
+                let names = links.stdout.split(separator: "\n").compactMap { $0.split(separator: ":").dropFirst().first }
+                    .map { $0.trimmingCharacters(in: .whitespaces).split(separator: "@").first.map(String.init) ?? "" }
+                #expect(names.sorted() == ["eth0", "lo"], "links in \(node): \(links.stdout)")
+                #expect(links.stdout.contains("1: lo: <LOOPBACK,UP"), "lo in \(node): \(links.stdout)")
+            }
+            let hostAddresses = try await OneShotProcess.run(executable: "/bin/bash", arguments: ["-c", "ip -o addr show"])
+            for node in net.nodes {
+                #expect(!hostAddresses.stdout.contains(node.address + "/"), "host namespace has \(node.address)")
+            }
         }
     }
 
@@ -80,7 +89,14 @@ struct TestNetworkTests {
         let left = try await TestNetwork.existingNamespaces().filter { $0.hasPrefix(prefix) }
         #expect(left.isEmpty, "left behind: \(left)")
         #expect(strayPID > 0)
-        #expect(kill(strayPID, 0) != 0, "process \(strayPID) started inside the network still runs")
+        #expect(!isAlive(strayPID), "process \(strayPID) started inside the network still runs")
+    }
+
+    /// Whether `pid` exists and is not a zombie (a killed orphan stays one until the container's init reaps it).
+    private func isAlive(_ pid: pid_t) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let afterName = stat.range(of: ") ") else { return false }
+        return !stat[afterName.upperBound...].hasPrefix("Z")
     }
 
     /// `openssl s_server` on `node`'s address with a fresh test certificate.
