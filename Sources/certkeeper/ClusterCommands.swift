@@ -117,7 +117,7 @@ struct ClusterAddNode: AsyncParsableCommand {
             return configuration!.stateDirectory
         }
         let directory = try caDir ?? ClusterPaths.caDirectory(stateDirectory: stateDirectory())
-        let destination = try install ? ClusterPaths.identityPath(stateDirectory: stateDirectory()) : (out ?? "\(nodeName).pem")
+        let destination = try install ? installedIdentityPath(stateDirectory: stateDirectory()) : (out ?? "\(nodeName).pem")
         if install, let configured = configuration?.nodeName, configured != nodeName {
             throw CommandFailure.usage(["--install: this node is '\(configured)' (node_name in the configuration), not '\(nodeName)'"])
         }
@@ -164,7 +164,7 @@ struct ClusterJoin: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try global.loadConfiguration()
-        let destination = ClusterPaths.identityPath(stateDirectory: configuration.stateDirectory)
+        let destination = installedIdentityPath(stateDirectory: configuration.stateDirectory)
         let (file, force) = (file, force)
         let identity = try clusterCommand { () throws(ClusterTrustError) in
             try ClusterIdentity.load(path: file, requireOwnerOnly: false)
@@ -203,7 +203,7 @@ struct ClusterShow: AsyncParsableCommand {
     func run() async throws {
         let configuration = try global.loadConfiguration()
         let state = configuration.stateDirectory
-        let identityPath = ClusterPaths.identityPath(stateDirectory: state)
+        let identityPath = installedIdentityPath(stateDirectory: state)
         let caDirectory = caDir ?? ClusterPaths.caDirectory(stateDirectory: state)
         var problem: String?
         do {
@@ -234,6 +234,12 @@ struct ClusterShow: AsyncParsableCommand {
         }
         if let problem { throw CommandFailure.failure(problem) }
     }
+}
+
+/// Where this node's identity is installed. One place, so the configuration's `cluster.identity` override can be
+/// honoured here once it exists.
+private func installedIdentityPath(stateDirectory: String) -> String {
+    ClusterPaths.identityPath(stateDirectory: stateDirectory)
 }
 
 /// Runs cluster-trust work, mapping its errors to the documented exit codes: bad names, addresses or validity
