@@ -107,10 +107,25 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
+        // Peer sync: the mutual-TLS peer API, long-polls, pull/verify/install, standby takeover.
+        .target(
+            name: "PeerSync",
+            dependencies: [
+                "CertStore", "CertkeeperConfig", "Renewal", "StoreWatch",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "certkeeper",
             dependencies: [
-                "Renewal", "CertkeeperConfig", "CertStore", "RenewalPolicy", "CertProxy", "ClusterTrust",
+                "Renewal", "CertkeeperConfig", "CertStore", "RenewalPolicy", "CertProxy", "ClusterTrust", "PeerSync",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -137,6 +152,17 @@ let package = Package(
         .testTarget(name: "ACMEProtocolTests", dependencies: ["ACMEProtocol", "CertkeeperTestSupport"]),
         .testTarget(name: "CertStoreTests", dependencies: ["CertStore", "CertkeeperTestSupport"]),
         .testTarget(name: "RenewalPolicyTests", dependencies: ["RenewalPolicy"]),
+        .testTarget(
+            name: "PeerSyncTests",
+            dependencies: [
+                "PeerSync", "CertStore", "CertkeeperConfig", "ClusterTrust", "CertkeeperTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(name: "CertkeeperConfigTests", dependencies: ["CertkeeperConfig"]),
         .testTarget(name: "CertHooksTests", dependencies: ["CertHooks"]),
         .testTarget(name: "StoreWatchTests", dependencies: ["StoreWatch"]),

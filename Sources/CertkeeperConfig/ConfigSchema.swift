@@ -2,7 +2,7 @@
 /// its name to ``topLevel``, a key list here, a field on ``CertkeeperConfiguration`` and one section function in
 /// `ConfigSections.swift` called from ``ConfigReader/configuration(from:)``.
 enum ConfigSchema {
-    static let topLevel = ["state_dir", "node_name", "keep_versions", "acme", "renew", "certificates", "hooks"]
+    static let topLevel = ["state_dir", "node_name", "keep_versions", "acme", "renew", "certificates", "hooks", "cluster", "proxy"]
     static let acme = ["directory", "email", "ca_bundle", "eab", "profile", "request_timeout", "order_timeout"]
     static let externalAccountBinding = ["kid", "hmac_key"]
     static let renew = ["random_sleep", "concurrency", "lock_timeout", "http01_listen"]
@@ -12,6 +12,10 @@ enum ConfigSchema {
     static let anyChallenge = http01Challenge + dns01Challenge.filter { !http01Challenge.contains($0) }
     static let hooks = ["deploy", "directory", "timeout"]
     static let hookCommand = ["command", "timeout"]
+    static let cluster = ["role", "listen", "peers", "identity", "long_poll", "anti_entropy", "takeover_after", "takeover_margin"]
+    static let clusterPeer = ["name", "address"]
+    static let proxy = ["threads", "grace", "default_certificate", "frontends"]
+    static let frontend = ["name", "listen", "mode", "alpn", "min_tls", "backends", "handshake_timeout", "connect_timeout", "idle_timeout"]
 
     /// Every key path the file can contain, with `[]` for list items; the documentation tests check against it.
     static let allKeyPaths: [String] = {
@@ -26,6 +30,10 @@ enum ConfigSchema {
         add("certificates[].hooks[]", hookCommand)
         add("hooks", hooks)
         add("hooks.deploy[]", hookCommand)
+        add("cluster", cluster)
+        add("cluster.peers[]", clusterPeer)
+        add("proxy", proxy)
+        add("proxy.frontends[]", frontend)
         return paths
     }()
 }

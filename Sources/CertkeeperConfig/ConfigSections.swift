@@ -33,6 +33,13 @@ extension ConfigReader {
         let renew = renewSettings(top["renew"], at: .root.key("renew"), parentMark: top.mark)
         let certificates = certificateSpecs(top["certificates"], at: .root.key("certificates"))
         let hooks = hookSettings(top["hooks"], at: .root.key("hooks"), parentMark: top.mark)
+        let cluster = clusterSettings(top["cluster"], at: .root.key("cluster"), nodeName: nodeName)
+        let proxy = proxySettings(top["proxy"], at: .root.key("proxy"))
+        if let defaultName = proxy?.defaultCertificate, !certificates.contains(where: { $0.name == defaultName }),
+           let node = top["proxy"]
+        {
+            report(.root.key("proxy").key("default_certificate"), "'\(defaultName)' is not one of the certificates' names", node: node)
+        }
 
         guard !hasIssues else { return nil }
         return CertkeeperConfiguration(
@@ -42,7 +49,9 @@ extension ConfigReader {
             acme: acme,
             renew: renew,
             certificates: certificates,
-            hooks: hooks
+            hooks: hooks,
+            cluster: cluster,
+            proxy: proxy
         )
     }
 

@@ -22,6 +22,10 @@ public struct CertkeeperConfiguration: Sendable, Equatable {
     public var certificates: [CertificateSpec]
     /// `hooks`: commands to run after a certificate changes.
     public var hooks: HookSettings
+    /// `cluster`: peer sync settings; `nil` for a single node.
+    public var cluster: ClusterSettings?
+    /// `proxy`: the daemon's built-in proxy; `nil` for none.
+    public var proxy: ProxySettings?
 
     /// Creates a configuration; omitted values take the documented defaults.
     public init(
@@ -31,7 +35,9 @@ public struct CertkeeperConfiguration: Sendable, Equatable {
         acme: ACMESettings,
         renew: RenewSettings = RenewSettings(),
         certificates: [CertificateSpec] = [],
-        hooks: HookSettings = HookSettings()
+        hooks: HookSettings = HookSettings(),
+        cluster: ClusterSettings? = nil,
+        proxy: ProxySettings? = nil
     ) {
         self.stateDirectory = stateDirectory
         self.nodeName = nodeName
@@ -40,6 +46,8 @@ public struct CertkeeperConfiguration: Sendable, Equatable {
         self.renew = renew
         self.certificates = certificates
         self.hooks = hooks
+        self.cluster = cluster
+        self.proxy = proxy
     }
 
     /// The certificate with this name, if the configuration declares one.

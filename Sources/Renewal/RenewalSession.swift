@@ -112,12 +112,8 @@ final class RenewalSession: Sendable {
     /// Runs the global and per-certificate deploy hooks, one certificate at a time (four certificates renewed
     /// together must not reload HAProxy four times at once); returns the labels of those that failed.
     func runDeployHooks(spec: CertificateSpec, meta: CertificateMeta, liveDirectory: String, logger: Logger) async -> [String] {
-        let hooks = (configuration.hooks.deploy + spec.deployHooks).map { command in
-            DeployHook(kind: .shell(command.command), timeout: command.timeout ?? configuration.hooks.timeout)
-        }
-        let runner = DeployHookRunner(hooks: hooks, directory: configuration.hooks.directory, defaultTimeout: configuration.hooks.timeout, baseEnvironment: environment, logger: logger)
-        let event = DeployEvent(name: spec.name, liveDirectory: liveDirectory, domains: meta.domains, serial: meta.serial, notAfter: meta.notAfter, issuedBy: meta.issuedBy)
-        return await self.hooks.run { await runner.run(event).failures.map(\.hook.label) }
+        let plan = DeployPlan(configuration: configuration, environment: environment)
+        return await hooks.run { await plan.run(spec: spec, meta: meta, liveDirectory: liveDirectory, logger: logger) }
     }
 }
 

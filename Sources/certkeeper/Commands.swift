@@ -77,11 +77,15 @@ struct Status: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List certificates: domains, expiry, days left, next renewal, last error.",
         discussion: """
-        Reads only the configuration and the store (no network).
+        Reads only the configuration and the store (no network), except with --cluster, which asks every peer \
+        (over mutual TLS, at most 5 seconds each) what it holds: reachable or not, its role, and the serial and \
+        expiry of each certificate, so you see at a glance whether all nodes agree. With --cluster the exit code \
+        is 1 when a peer is unreachable or the nodes hold different certificates.
 
         Examples:
           certkeeper status
           certkeeper status --json | jq '.[] | select(.days_left < 10)'
+          certkeeper status --cluster
         """
     )
 
@@ -90,11 +94,26 @@ struct Status: AsyncParsableCommand {
     @Flag(name: .long, help: "Print JSON instead of a table.")
     var json = false
 
+    @Flag(name: .long, help: "Show what every node of the cluster holds (asks the peers).")
+    var cluster = false
+
     @Argument(help: "Certificate names (default: all configured).")
     var names: [String] = []
 
     func run() async throws {
         let configuration = try global.loadConfiguration()
+        if cluster {
+            let reports = try await ClusterStatusCommand.gather(configuration, logger: global.logger)
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                encoder.dateEncodingStrategy = .iso8601
+                print(String(decoding: try encoder.encode(reports), as: UTF8.self))
+            } else {
+                print(ClusterStatusCommand.render(reports, now: Date()))
+            }
+            throw ExitCode(ClusterStatusCommand.allAgree(reports) ? ExitStatus.success : ExitStatus.failure)
+        }
         let renewer = global.makeRenewer(configuration)
         let rows = renewer.status(try selected(renewer, names))
         if json {

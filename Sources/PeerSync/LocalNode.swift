@@ -1,0 +1,50 @@
+import CertStore
+import Foundation
+
+/// What this node offers its peers, read from its store on every request (no cache to go stale).
+public struct LocalNode: Sendable {
+    /// This node's name.
+    public let name: String
+    /// This node's role, as configured.
+    public let role: String
+    /// The store served.
+    public let store: CertificateStore
+    /// The configured ACME directory, whose account is offered.
+    public let acmeDirectoryURL: String?
+
+    /// Creates the local view.
+    public init(name: String, role: String, store: CertificateStore, acmeDirectoryURL: String?) {
+        self.name = name
+        self.role = role
+        self.store = store
+        self.acmeDirectoryURL = acmeDirectoryURL
+    }
+
+    /// The catalogue of everything in `live/` (sets whose meta cannot be read are left out).
+    public func catalog(index: SyncIndex) throws(StoreError) -> PeerCatalog {
+        var certificates: [CatalogCertificate] = []
+        for name in try store.installedNames() {
+            guard let meta = try? store.meta(name: name) else { continue }
+            certificates.append(CatalogCertificate(meta: meta))
+        }
+        var account: CatalogAccount?
+        if let acmeDirectoryURL, let record = (try? store.loadAccount(directoryURL: acmeDirectoryURL))??.record {
+            account = CatalogAccount(directoryURL: record.directoryURL, accountURL: record.accountURL)
+        }
+        return PeerCatalog(node: name, role: role, index: index, certificates: certificates, account: account)
+    }
+
+    /// The live bundle named `name`, or `nil` when there is none. The name is checked before any path is built.
+    public func bundle(name: String) throws(StoreError) -> BundlePayload? {
+        guard StoreName.isValid(name), let bundle = try store.liveBundle(name: name) else { return nil }
+        let issuedBy = (try? store.meta(name: name))??.issuedBy
+        return BundlePayload(name: name, fullchainPEM: bundle.fullchainPEM, privateKeyPEM: bundle.privateKeyPEM, issuedBy: issuedBy)
+    }
+
+    /// The registered ACME account for the configured directory, if any.
+    public func account() throws(StoreError) -> AccountPayload? {
+        guard let acmeDirectoryURL, let stored = try store.loadAccount(directoryURL: acmeDirectoryURL),
+              let record = stored.record else { return nil }
+        return AccountPayload(keyPEM: stored.keyPEM, record: record)
+    }
+}

@@ -1,0 +1,89 @@
+import CertStore
+import Foundation
+import Logging
+
+/// The peer API's routes, independent of the transport:
+///
+/// - `GET /v1/catalog?after=<epoch.counter>&wait=<seconds>`: this node's ``PeerCatalog``; with `after` equal to the
+///   current index, held open until the index moves or `wait` passes (a long-poll), at most ``maximumWait``.
+/// - `GET /v1/certificates/<name>`: the live ``BundlePayload`` (certificate chain and key).
+/// - `GET /v1/account`: the ACME account (``AccountPayload``) for the configured directory.
+///
+/// Every response is JSON. Only ever served behind mutual TLS (``PeerAPIServer``).
+public struct PeerAPI: Sendable {
+    /// A response: status code and JSON body.
+    public struct Response: Sendable, Equatable {
+        /// HTTP status.
+        public var status: Int
+        /// JSON body.
+        public var body: Data
+    }
+
+    /// What this node offers.
+    public let local: LocalNode
+    /// This node's change index.
+    public let index: ChangeIndex
+    /// The longest long-poll honoured.
+    public let maximumWait: Duration
+
+    /// Creates the API.
+    public init(local: LocalNode, index: ChangeIndex, maximumWait: Duration) {
+        self.local = local
+        self.index = index
+        self.maximumWait = maximumWait
+    }
+
+    /// Answers one request.
+    /// - Parameters:
+    ///   - method: The HTTP method.
+    ///   - uri: The request target (path and query).
+    ///   - peer: The client's node name, for logs.
+    ///   - logger: Where requests are logged (debug) and failures (warning).
+    public func respond(method: String, uri: String, peer: String, logger: Logger) async -> Response {
+        guard method == "GET" else { return Self.error(405, "only GET is served") }
+        guard let components = URLComponents(string: uri) else { return Self.error(400, "malformed request target") }
+        let segments = components.path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map(String.init)
+        let query = Dictionary((components.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { first, _ in first })
+        do {
+            switch segments {
+            case ["v1", "catalog"]:
+                var after: SyncIndex?
+                if let text = query["after"] {
+                    guard let parsed = SyncIndex(text) else { return Self.error(400, "after: '\(text.prefix(40))' is not an index") }
+                    after = parsed
+                }
+                var wait = Duration.zero
+                if let text = query["wait"] {
+                    guard let seconds = Double(text), seconds >= 0, seconds.isFinite else { return Self.error(400, "wait: not a number of seconds") }
+                    wait = min(.milliseconds(Int64(seconds * 1000)), maximumWait)
+                }
+                let now = await index.wait(after: after, timeout: wait)
+                return try Self.json(local.catalog(index: now))
+            case let path where path.count == 3 && path[0] == "v1" && path[1] == "certificates":
+                let name = path[2]
+                guard StoreName.isValid(name) else { return Self.error(400, "not a valid certificate name") }
+                guard let bundle = try local.bundle(name: name) else { return Self.error(404, "no certificate named \(name)") }
+                logger.debug("sending certificate to peer", metadata: ["peer": "\(peer)", "cert": "\(name)"])
+                return try Self.json(bundle)
+            case ["v1", "account"]:
+                guard let account = try local.account() else { return Self.error(404, "no registered ACME account") }
+                logger.debug("sending ACME account to peer", metadata: ["peer": "\(peer)"])
+                return try Self.json(account)
+            default:
+                return Self.error(404, "no such resource")
+            }
+        } catch {
+            logger.warning("peer API request failed", metadata: ["peer": "\(peer)", "uri": "\(uri.prefix(120))", "error": "\(error)"])
+            return Self.error(500, "\(error)")
+        }
+    }
+
+    static func json<T: Encodable>(_ value: T) throws -> Response {
+        Response(status: 200, body: try PeerJSON.encoder.encode(value))
+    }
+
+    static func error(_ status: Int, _ message: String) -> Response {
+        let body = (try? PeerJSON.encoder.encode(["error": message])) ?? Data()
+        return Response(status: status, body: body)
+    }
+}

@@ -1,0 +1,116 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// Why a request to a peer failed, in one line naming the peer.
+public struct PeerError: Error, Sendable, CustomStringConvertible {
+    /// The peer's node name.
+    public var peer: String
+    /// What was asked (`catalog`, `certificate web`, `account`).
+    public var operation: String
+    /// What went wrong.
+    public var reason: String
+
+    /// `peer n2: catalog: connection refused`.
+    public var description: String { "peer \(peer): \(operation): \(reason)" }
+}
+
+/// Talks to one peer's API over mutual TLS.
+///
+/// The HTTP client must be configured with this node's cluster identity (client certificate, cluster CA as the
+/// only trust root); see `ClusterIdentity.makeClientTLSConfiguration()`.
+public struct PeerClient: Sendable {
+    /// Bodies larger than these are refused (a misbehaving peer cannot make this node buffer without bound).
+    public enum Limit {
+        /// Catalogue responses.
+        public static let catalog = 4 * 1024 * 1024
+        /// Certificate bundles.
+        public static let bundle = 1024 * 1024
+        /// Account responses.
+        public static let account = 64 * 1024
+    }
+
+    /// The peer's node name.
+    public let peerName: String
+    /// `https://host:port`.
+    public let baseURL: String
+    private let http: HTTPClient
+
+    /// Creates a client for a peer at `host:port`.
+    public init(peerName: String, host: String, port: Int, http: HTTPClient) {
+        self.peerName = peerName
+        self.baseURL = "https://\(host.contains(":") ? "[\(host)]" : host):\(port)"
+        self.http = http
+    }
+
+    /// The peer's catalogue; with `after`, a long-poll that returns when the peer's index moves or `wait` passes.
+    public func catalog(after: SyncIndex?, wait: Duration) async throws(PeerError) -> PeerCatalog {
+        var target = "/v1/catalog"
+        if let after {
+            let seconds = Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18
+            target += "?after=\(after)&wait=\(String(format: "%.3f", seconds))"
+        }
+        let catalog: PeerCatalog = try await get(target, operation: "catalog", limit: Limit.catalog, timeout: wait + .seconds(15))
+        guard catalog.node == peerName else {
+            throw PeerError(peer: peerName, operation: "catalog", reason: "the node answering calls itself '\(catalog.node.prefix(64))'")
+        }
+        return catalog
+    }
+
+    /// The peer's live bundle named `name`.
+    public func bundle(name: String) async throws(PeerError) -> BundlePayload {
+        let payload: BundlePayload = try await get("/v1/certificates/\(name)", operation: "certificate \(name)", limit: Limit.bundle, timeout: .seconds(15))
+        guard payload.name == name else {
+            throw PeerError(peer: peerName, operation: "certificate \(name)", reason: "the answer is for '\(payload.name.prefix(64))'")
+        }
+        return payload
+    }
+
+    /// The peer's ACME account.
+    public func account() async throws(PeerError) -> AccountPayload {
+        try await get("/v1/account", operation: "account", limit: Limit.account, timeout: .seconds(15))
+    }
+
+    private func get<T: Decodable>(_ target: String, operation: String, limit: Int, timeout: Duration) async throws(PeerError) -> T {
+        func failure(_ reason: String) -> PeerError { PeerError(peer: peerName, operation: operation, reason: reason) }
+        let body: ByteBuffer
+        let status: HTTPResponseStatus
+        do {
+            let response = try await http.execute(HTTPClientRequest(url: baseURL + target), timeout: timeout.timeAmount)
+            status = response.status
+            if let length = response.headers.first(name: "content-length").flatMap(Int.init), length > limit {
+                throw failure("the answer is \(length) bytes, more than the \(limit) allowed")
+            }
+            body = try await response.body.collect(upTo: limit)
+        } catch let error as PeerError {
+            throw error
+        } catch let error as NIOTooManyBytesError {
+            _ = error
+            throw failure("the answer is more than the \(limit) bytes allowed")
+        } catch {
+            throw failure(Self.describe(error))
+        }
+        guard status == .ok else {
+            let message = (try? PeerJSON.decoder.decode([String: String].self, from: Data(body.readableBytesView)))?["error"] ?? ""
+            throw failure("HTTP \(status.code)\(message.isEmpty ? "" : ": \(message.prefix(200))")")
+        }
+        do {
+            return try PeerJSON.decoder.decode(T.self, from: Data(body.readableBytesView))
+        } catch {
+            throw failure("the answer is not a valid \(T.self): \(Self.describe(error))")
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        let text = "\(error)"
+        return text.count > 300 ? String(text.prefix(300)) + "…" : text
+    }
+}
+
+extension Duration {
+    /// The same span as NIO's `TimeAmount`.
+    var timeAmount: TimeAmount {
+        .nanoseconds(components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000)
+    }
+}

@@ -1,0 +1,77 @@
+import Foundation
+import NIOConcurrencyHelpers
+
+/// What this node last heard from each peer: whether it answers, its role, its catalogue.
+public final class PeerDirectory: Sendable {
+    /// One peer's last known state.
+    public struct PeerState: Sendable {
+        /// The peer's node name.
+        public var name: String
+        /// Whether the last request succeeded.
+        public var reachable: Bool
+        /// When the last request succeeded.
+        public var lastContact: Date?
+        /// Since when the peer has not answered (nil while reachable).
+        public var unreachableSince: Date?
+        /// The last error, while unreachable.
+        public var lastError: String?
+        /// The last catalogue received.
+        public var catalog: PeerCatalog?
+    }
+
+    private let peers: NIOLockedValueBox<[String: PeerState]>
+    private let start: Date
+
+    /// Starts with every peer unknown since `start` (not yet reached).
+    public init(peerNames: [String], start: Date) {
+        self.start = start
+        peers = NIOLockedValueBox(Dictionary(uniqueKeysWithValues: peerNames.map {
+            ($0, PeerState(name: $0, reachable: false, lastContact: nil, unreachableSince: start, lastError: "not contacted yet", catalog: nil))
+        }))
+    }
+
+    /// Records a successful answer.
+    /// - Returns: Whether the peer was unreachable before (to log the recovery once).
+    @discardableResult
+    public func reached(_ name: String, catalog: PeerCatalog, at now: Date) -> Bool {
+        peers.withLockedValue { peers in
+            let wasDown = peers[name]?.reachable == false
+            peers[name] = PeerState(name: name, reachable: true, lastContact: now, unreachableSince: nil, lastError: nil, catalog: catalog)
+            return wasDown
+        }
+    }
+
+    /// Records a failure.
+    /// - Returns: Whether the peer was reachable before (to log the loss once).
+    @discardableResult
+    public func failed(_ name: String, error: String, at now: Date) -> Bool {
+        peers.withLockedValue { peers in
+            var state = peers[name] ?? PeerState(name: name, reachable: false, lastContact: nil, unreachableSince: now, lastError: nil, catalog: nil)
+            let wasUp = state.reachable
+            if state.reachable || state.unreachableSince == nil { state.unreachableSince = now }
+            state.reachable = false
+            state.lastError = error
+            peers[name] = state
+            return wasUp
+        }
+    }
+
+    /// Every peer's state, by name.
+    public var snapshot: [PeerState] {
+        peers.withLockedValue { $0.values.sorted { $0.name < $1.name } }
+    }
+
+    /// For a standby: how long no renewer has answered, or `nil` when one answers now.
+    ///
+    /// A peer counts as a possible renewer when its last catalogue said `renewer`, or when it has never answered
+    /// (a standby that starts while the renewer is down still takes over after the configured time). When no peer
+    /// can be the renewer, the silence counts from start-up.
+    public func renewerSilence(now: Date) -> TimeInterval? {
+        peers.withLockedValue { peers in
+            let candidates = peers.values.filter { $0.catalog == nil || $0.catalog?.role == "renewer" }
+            if candidates.contains(where: \.reachable) { return nil }
+            let since = candidates.compactMap(\.unreachableSince).max() ?? start
+            return now.timeIntervalSince(since)
+        }
+    }
+}

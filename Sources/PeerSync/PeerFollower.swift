@@ -1,0 +1,72 @@
+import Foundation
+import Logging
+
+/// Follows one peer: a long-poll on its catalogue, and for every certificate it holds that is newer than this
+/// node's, a pull through the ``SyncInstaller``.
+///
+/// Every answer carries the whole catalogue, so each one is also an anti-entropy pass: a missed change, a restart
+/// on either side, or a node restored from an old backup converges on the next answer, at the latest after the
+/// anti-entropy interval (the long-poll never waits longer than that). While the peer is unreachable, retries back
+/// off from 250 ms to 10 s; the loss and the recovery are logged once each.
+public struct PeerFollower: Sendable {
+    /// Retry delays after failures, the last one repeating.
+    public static let retryDelays: [Duration] = [.milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2), .seconds(5), .seconds(10)]
+
+    let client: PeerClient
+    let installer: SyncInstaller
+    let directory: PeerDirectory
+    let longPoll: Duration
+    let logger: Logger
+    let clock: @Sendable () -> Date
+
+    /// Creates a follower for one peer.
+    /// - Parameters:
+    ///   - longPoll: The longest the peer is asked to hold a query: `min(long_poll, anti_entropy)`.
+    public init(client: PeerClient, installer: SyncInstaller, directory: PeerDirectory, longPoll: Duration, logger: Logger, clock: @escaping @Sendable () -> Date = Date.init) {
+        self.client = client
+        self.installer = installer
+        self.directory = directory
+        self.longPoll = longPoll
+        self.logger = logger
+        self.clock = clock
+    }
+
+    /// Runs until the task is cancelled.
+    public func run() async {
+        var log = logger
+        log[metadataKey: "peer"] = "\(client.peerName)"
+        var known: SyncIndex?
+        var failures = 0
+        while !Task.isCancelled {
+            do {
+                let catalog = try await client.catalog(after: known, wait: known == nil ? .zero : longPoll)
+                if directory.reached(client.peerName, catalog: catalog, at: clock()) {
+                    log.info("peer reachable", metadata: ["peer.role": "\(catalog.role)", "peer.certificates": "\(catalog.certificates.count)"])
+                }
+                failures = 0
+                await reconcile(catalog)
+                known = catalog.index
+            } catch {
+                if Task.isCancelled { return }
+                if directory.failed(client.peerName, error: "\(error)", at: clock()) || failures == 0 {
+                    log.warning("peer unreachable; retrying", metadata: ["error": "\(error)"])
+                }
+                let delay = Self.retryDelays[min(failures, Self.retryDelays.count - 1)]
+                failures += 1
+                known = nil
+                try? await Task.sleep(for: delay)
+            }
+        }
+    }
+
+    /// Pulls whatever the catalogue holds that is newer here, and the ACME account when this node has none.
+    public func reconcile(_ catalog: PeerCatalog) async {
+        for entry in catalog.certificates {
+            if Task.isCancelled { return }
+            _ = await installer.consider(entry, from: client)
+        }
+        if let account = catalog.account {
+            _ = await installer.adoptAccount(account, from: client)
+        }
+    }
+}

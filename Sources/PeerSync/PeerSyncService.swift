@@ -1,0 +1,155 @@
+import AsyncHTTPClient
+import CertStore
+import CertkeeperConfig
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import Renewal
+import ServiceLifecycle
+import StoreWatch
+
+/// Peer sync on one node, as a ServiceLifecycle service: the peer API (mutual TLS), the inotify watch that moves
+/// the change index, one ``PeerFollower`` per peer, and on a standby the ``StandbyTakeover``.
+///
+/// Build it with ``prepare(_:)``, which binds the peer API, so a port in use is reported before the daemon starts.
+/// Graceful shutdown cancels every loop and closes the listener and the client.
+public final class PeerSyncService: Service, Sendable {
+    /// Everything the service needs.
+    public struct Setup: Sendable {
+        /// The whole configuration (certificates, hooks, acme, renew).
+        public var configuration: CertkeeperConfiguration
+        /// The cluster section.
+        public var cluster: ClusterSettings
+        /// This node's name.
+        public var nodeName: String
+        /// The store.
+        public var store: CertificateStore
+        /// Server side of mutual TLS (requires a cluster client certificate).
+        public var serverTLS: TLSConfiguration
+        /// Client side of mutual TLS (presents this node's certificate, trusts the cluster CA only).
+        public var clientTLS: TLSConfiguration
+        /// Names a verified peer from its certificate.
+        public var peerName: @Sendable (NIOSSLCertificate) -> String?
+        /// Environment for deploy hooks.
+        public var environment: [String: String]
+        /// Time source.
+        public var clock: @Sendable () -> Date
+        /// Logger.
+        public var logger: Logger
+
+        /// Creates the setup.
+        public init(
+            configuration: CertkeeperConfiguration, cluster: ClusterSettings, nodeName: String, store: CertificateStore,
+            serverTLS: TLSConfiguration, clientTLS: TLSConfiguration, peerName: @escaping @Sendable (NIOSSLCertificate) -> String?,
+            environment: [String: String], clock: @escaping @Sendable () -> Date = Date.init, logger: Logger
+        ) {
+            self.configuration = configuration
+            self.cluster = cluster
+            self.nodeName = nodeName
+            self.store = store
+            self.serverTLS = serverTLS
+            self.clientTLS = clientTLS
+            self.peerName = peerName
+            self.environment = environment
+            self.clock = clock
+            self.logger = logger
+        }
+    }
+
+    /// The peers' last known state (for `status --cluster` and tests).
+    public let directory: PeerDirectory
+    /// This node's change index.
+    public let index: ChangeIndex
+    /// The port the peer API listens on.
+    public var port: Int { server.port }
+
+    private let setup: Setup
+    private let server: PeerAPIServer
+
+    private init(setup: Setup, server: PeerAPIServer, index: ChangeIndex) {
+        self.setup = setup
+        self.server = server
+        self.index = index
+        self.directory = PeerDirectory(peerNames: setup.cluster.peers.map(\.name), start: setup.clock())
+    }
+
+    /// Prepares the store and binds the peer API.
+    /// - Throws: A one-line error when the store cannot be prepared or the address cannot be bound.
+    public static func prepare(_ setup: Setup) async throws -> PeerSyncService {
+        try setup.store.prepare()
+        var generator = SystemRandomNumberGenerator()
+        let index = ChangeIndex(initial: .fresh(using: &generator))
+        let listen = setup.cluster.listen
+        let server: PeerAPIServer
+        do {
+            server = try await PeerAPIServer.bind(
+                host: listen.host, port: listen.port, tls: setup.serverTLS, peerName: setup.peerName, logger: setup.logger)
+        } catch {
+            throw PeerSyncSetupError("cluster.listen: cannot listen on \(listen): \(error)")
+        }
+        return PeerSyncService(setup: setup, server: server, index: index)
+    }
+
+    /// Runs until graceful shutdown.
+    public func run() async throws {
+        let setup = self.setup
+        var log = setup.logger
+        log[metadataKey: "node"] = "\(setup.nodeName)"
+        let logger = log
+        let local = LocalNode(name: setup.nodeName, role: setup.cluster.role.rawValue, store: setup.store, acmeDirectoryURL: setup.configuration.acme.directoryURL)
+        let longPoll = Duration.milliseconds(Int64(min(setup.cluster.longPollTimeout, setup.cluster.antiEntropyInterval) * 1000))
+        let api = PeerAPI(local: local, index: index, maximumWait: .seconds(600))
+        let watcher = StoreWatcher(directories: ["\(setup.store.root)/live", "\(setup.store.root)/accounts"], debounce: .milliseconds(10), logger: logger)
+        let changes = try watcher.changes()
+        var httpConfiguration = HTTPClient.Configuration(tlsConfiguration: setup.clientTLS)
+        httpConfiguration.timeout = .init(connect: .seconds(3))
+        httpConfiguration.connectionPool = .init(idleTimeout: .seconds(120))
+        httpConfiguration.httpVersion = .http1Only
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
+        let installer = SyncInstaller(configuration: setup.configuration, store: setup.store, environment: setup.environment, logger: logger, clock: setup.clock)
+        let directory = self.directory
+        let index = self.index
+        let server = self.server
+        logger.info("peer sync started", metadata: [
+            "cluster.role": "\(setup.cluster.role.rawValue)", "cluster.listen": "\(setup.cluster.listen.host):\(server.port)",
+            "cluster.peers": "\(setup.cluster.peers.map { "\($0.name)@\($0.address)" }.joined(separator: ","))",
+        ])
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                group.addTask {
+                    do { try await server.run(api) } catch { logger.error("peer API stopped", metadata: ["error": "\(error)"]) }
+                }
+                group.addTask {
+                    for await batch in changes {
+                        let now = index.bump()
+                        logger.debug("store changed", metadata: ["changes": "\(batch)", "index": "\(now)"])
+                    }
+                }
+                for peer in setup.cluster.peers {
+                    let client = PeerClient(peerName: peer.name, host: peer.address.host, port: peer.address.port, http: http)
+                    let follower = PeerFollower(client: client, installer: installer, directory: directory, longPoll: longPoll, logger: logger, clock: setup.clock)
+                    group.addTask { await follower.run() }
+                }
+                if setup.cluster.role == .standby {
+                    let renewer = Renewer(configuration: setup.configuration, store: setup.store, nodeName: setup.nodeName, environment: setup.environment, logger: logger, clock: setup.clock)
+                    let check = Duration.milliseconds(Int64(max(1, min(30, setup.cluster.takeoverAfter / 4)) * 1000))
+                    let takeover = StandbyTakeover(
+                        renewer: renewer, directory: directory, takeoverAfter: setup.cluster.takeoverAfter,
+                        margin: setup.cluster.takeoverMargin, checkInterval: check, logger: logger, clock: setup.clock)
+                    group.addTask { await takeover.run() }
+                }
+            }
+        }
+        try? await http.shutdown()
+        logger.info("peer sync stopped")
+    }
+}
+
+/// A setup problem, one line.
+public struct PeerSyncSetupError: Error, Sendable, CustomStringConvertible {
+    /// The line.
+    public var description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,146 @@
+import CertStore
+import CertkeeperConfig
+import Foundation
+import Logging
+import Renewal
+
+/// What became of a certificate a peer offered.
+public enum OfferOutcome: Sendable, Equatable {
+    /// Installed; the hooks listed failed (empty when all succeeded).
+    case installed(serial: String, failedHooks: [String])
+    /// What this node holds is as new or newer.
+    case notNewer
+    /// This node's configuration has no certificate of that name.
+    case notConfigured
+    /// The peer's bundle was refused; this node's certificate is untouched.
+    case rejected(reason: String)
+    /// The bundle could not be fetched or installed (the peer or the disk failed); tried again later.
+    case failed(reason: String)
+}
+
+/// Pulls, verifies and installs certificates that peers offer, one at a time.
+///
+/// A bundle is installed only when it parses, its key matches its certificate, its chain links, it covers the
+/// names this node's configuration gives the certificate, it is valid now, and it is strictly newer (notBefore,
+/// then serial) than what this node holds — checked again under the store lock, since a local `renew` may have
+/// installed something meanwhile. Then the deploy hooks run, as after a renewal.
+public actor SyncInstaller {
+    private let configuration: CertkeeperConfiguration
+    private let store: CertificateStore
+    private let deploy: DeployPlan
+    private let verifier = BundleVerifier()
+    private let logger: Logger
+    private let clock: @Sendable () -> Date
+
+    /// Creates the installer.
+    public init(configuration: CertkeeperConfiguration, store: CertificateStore, environment: [String: String], logger: Logger, clock: @escaping @Sendable () -> Date = Date.init) {
+        self.configuration = configuration
+        self.store = store
+        self.deploy = DeployPlan(configuration: configuration, environment: environment)
+        self.logger = logger
+        self.clock = clock
+    }
+
+    /// Considers one catalogue entry of a peer, pulling the bundle only when it is newer than what is installed.
+    public func consider(_ entry: CatalogCertificate, from peer: PeerClient) async -> OfferOutcome {
+        var log = logger
+        log[metadataKey: "peer"] = "\(peer.peerName)"
+        log[metadataKey: "cert"] = "\(entry.name.prefix(64))"
+        guard StoreName.isValid(entry.name) else {
+            return reject("the certificate name \(String(reflecting: String(entry.name.prefix(64)))) is not a valid name", log)
+        }
+        guard let spec = configuration.certificate(named: entry.name) else {
+            log.debug("peer offers a certificate this node does not configure; ignored")
+            return .notConfigured
+        }
+        let current: CertificateMeta?
+        do {
+            current = try store.meta(name: entry.name)
+        } catch {
+            return fail("cannot read the installed certificate: \(error)", log)
+        }
+        if let current, !entry.isNewer(thanNotBefore: current.notBefore, serial: current.serial) { return .notNewer }
+
+        let payload: BundlePayload
+        do {
+            payload = try await peer.bundle(name: entry.name)
+        } catch {
+            return fail("\(error)", log)
+        }
+        let verified: VerifiedBundle
+        do {
+            let bundle = try CertificateBundle(fullchainPEM: payload.fullchainPEM, privateKeyPEM: payload.privateKeyPEM)
+            verified = try verifier.verify(bundle, expectedDomains: spec.domains, now: clock())
+        } catch {
+            return reject("\(error)", log)
+        }
+        let issuedBy = payload.issuedBy.flatMap { StoreName.isValid($0) ? $0 : nil } ?? peer.peerName
+
+        let lock: StoreLock
+        do {
+            lock = try await store.acquireLock(timeout: .seconds(Int64(configuration.renew.lockTimeout)))
+        } catch {
+            return fail("\(error)", log)
+        }
+        let meta: CertificateMeta
+        do {
+            defer { lock.release() }
+            if let installed = try store.meta(name: entry.name) {
+                let offered = CatalogCertificate(
+                    name: entry.name, serial: verified.serialHex, notBefore: verified.leaf.notValidBefore,
+                    notAfter: verified.leaf.notValidAfter, sha256: verified.sha256Hex, domains: verified.domains)
+                guard offered.isNewer(thanNotBefore: installed.notBefore, serial: installed.serial) else {
+                    if installed.sha256 == verified.sha256Hex { return .notNewer }
+                    return reject("its certificate (serial \(verified.serialHex)) is not newer than the installed one (serial \(installed.serial))", log)
+                }
+            }
+            meta = try store.install(verified, name: entry.name, issuedBy: issuedBy, now: clock())
+            try? store.pruneVersions(name: entry.name)
+        } catch {
+            return fail("\(error)", log)
+        }
+        log.info("installed certificate from peer", metadata: [
+            "cert.serial": "\(meta.serial)", "cert.not_after": "\(meta.notAfter)", "cert.issued_by": "\(meta.issuedBy)",
+        ])
+        let failed = await deploy.run(spec: spec, meta: meta, liveDirectory: store.liveDirectory(name: spec.name), logger: log)
+        return .installed(serial: meta.serial, failedHooks: failed)
+    }
+
+    /// Copies the peer's ACME account when this node has no registered account for the same directory.
+    /// - Returns: Whether an account was saved.
+    public func adoptAccount(_ entry: CatalogAccount, from peer: PeerClient) async -> Bool {
+        var log = logger
+        log[metadataKey: "peer"] = "\(peer.peerName)"
+        let directoryURL = configuration.acme.directoryURL
+        guard entry.directoryURL == directoryURL else { return false }
+        if let existing = try? store.loadAccount(directoryURL: directoryURL), existing.record != nil { return false }
+        do {
+            let account = try await peer.account()
+            guard account.record.directoryURL == directoryURL else {
+                log.warning("peer's ACME account refused: it is for another directory")
+                return false
+            }
+            guard account.keyPEM.contains("PRIVATE KEY-----"), account.keyPEM.utf8.count < 16 * 1024 else {
+                log.warning("peer's ACME account refused: the key is not a PEM private key")
+                return false
+            }
+            try store.saveAccountKey(directoryURL: directoryURL, keyPEM: account.keyPEM)
+            try store.saveAccountRecord(directoryURL: directoryURL, record: account.record)
+            log.info("adopted the ACME account from peer", metadata: ["acme.account": "\(account.record.accountURL)"])
+            return true
+        } catch {
+            log.warning("cannot adopt the peer's ACME account", metadata: ["error": "\(error)"])
+            return false
+        }
+    }
+
+    private func reject(_ reason: String, _ log: Logger) -> OfferOutcome {
+        log.warning("refused certificate from peer", metadata: ["reason": "\(reason)"])
+        return .rejected(reason: reason)
+    }
+
+    private func fail(_ reason: String, _ log: Logger) -> OfferOutcome {
+        log.warning("cannot sync certificate from peer", metadata: ["reason": "\(reason)"])
+        return .failed(reason: reason)
+    }
+}

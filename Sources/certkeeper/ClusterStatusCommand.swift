@@ -1,0 +1,67 @@
+import CertStore
+import CertkeeperConfig
+import ClusterTrust
+import Foundation
+import Logging
+import PeerSync
+
+/// `certkeeper status --cluster`: every node's certificates side by side.
+enum ClusterStatusCommand {
+    /// This node's catalogue and every peer's.
+    static func gather(_ configuration: CertkeeperConfiguration, logger: Logger) async throws -> [NodeReport] {
+        guard let cluster = configuration.cluster else {
+            throw CommandFailure.usage(["--cluster: the configuration has no cluster: section"])
+        }
+        let nodeName = configuration.nodeName ?? ProcessInfo.processInfo.hostName
+        let identityPath = cluster.identityFile(stateDirectory: configuration.stateDirectory)
+        let identity: ClusterIdentity
+        do {
+            identity = try ClusterIdentity.load(path: identityPath)
+        } catch {
+            throw CommandFailure.usage(["cluster.identity: \(error)"])
+        }
+        let store = CertificateStore(root: configuration.stateDirectory, keepVersions: configuration.keepVersions, logger: logger)
+        let local = LocalNode(name: nodeName, role: cluster.role.rawValue, store: store, acmeDirectoryURL: configuration.acme.directoryURL)
+        let catalog: PeerCatalog
+        do {
+            catalog = try local.catalog(index: SyncIndex(epoch: "0", counter: 0))
+        } catch {
+            throw CommandFailure.failure("\(error)")
+        }
+        return await ClusterSurvey.gather(local: catalog, peers: cluster.peers, clientTLS: identity.makeClientTLSConfiguration(), timeout: .seconds(5))
+    }
+
+    /// Whether every node answered and holds the same certificates (by SHA-256).
+    static func allAgree(_ reports: [NodeReport]) -> Bool {
+        guard reports.allSatisfy(\.reachable) else { return false }
+        let holdings = reports.map { Dictionary(uniqueKeysWithValues: $0.certificates.map { ($0.name, $0.sha256) }) }
+        return holdings.allSatisfy { $0 == holdings.first }
+    }
+
+    /// One line per node and certificate; a node that did not answer gets one line with the reason.
+    static func render(_ reports: [NodeReport], now: Date) -> String {
+        var rows: [[String]] = [["NODE", "ADDRESS", "STATE", "ROLE", "CERTIFICATE", "SERIAL", "NOT AFTER", "DAYS"]]
+        let formatter = ISO8601DateFormatter()
+        for report in reports {
+            guard report.reachable else {
+                rows.append([report.node, report.address, "unreachable", "-", "-", "-", "-", String((report.error ?? "").prefix(60))])
+                continue
+            }
+            if report.certificates.isEmpty {
+                rows.append([report.node, report.address, "ok", report.role ?? "-", "(none)", "-", "-", "-"])
+            }
+            for certificate in report.certificates {
+                let days = certificate.notAfter.timeIntervalSince(now) / 86_400
+                rows.append([report.node, report.address, "ok", report.role ?? "-", certificate.name, certificate.serial,
+                             formatter.string(from: certificate.notAfter), String(format: "%.1f", days)])
+            }
+        }
+        let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
+        let lines = rows.map { row in
+            row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+        }
+        let verdict = allAgree(reports) ? "all nodes agree" : "nodes DISAGREE or are unreachable"
+        return (lines + ["", verdict]).joined(separator: "\n")
+    }
+}

@@ -1,0 +1,153 @@
+import ArgumentParser
+import CertProxy
+import CertStore
+import CertkeeperConfig
+import ClusterTrust
+import Foundation
+import Logging
+import NIOCore
+import PeerSync
+import ServiceLifecycle
+import UnixSignals
+
+struct Daemon: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run peer sync and the built-in proxy until SIGTERM.",
+        discussion: """
+        Runs what the configuration's cluster: and proxy: sections describe: the peer API and one long-poll per \
+        peer (new certificates are pulled, verified, installed and their deploy hooks run), and the proxy's \
+        frontends, which serve the store's certificates and pick up every change at once. SIGHUP re-reads the \
+        configuration and applies the proxy's frontends without closing open connections; a configuration with \
+        errors is refused and the running one kept. SIGTERM or SIGINT stops accepting, drains open connections \
+        for proxy.grace and exits 0.
+
+        Examples:
+          certkeeper daemon
+          certkeeper daemon --config /etc/certkeeper/certkeeper.yaml --log-level debug
+        """
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        let configuration = try global.loadConfiguration()
+        let logger = global.logger
+        let nodeName = configuration.nodeName ?? ProcessInfo.processInfo.hostName
+        let store = CertificateStore(root: configuration.stateDirectory, keepVersions: configuration.keepVersions, logger: logger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+
+        let proxy = try DaemonProxy.make(configuration, store: store, logger: logger)
+        if let proxy { services.append(.init(service: proxy)) }
+
+        if let cluster = configuration.cluster {
+            let identityPath = cluster.identityFile(stateDirectory: configuration.stateDirectory)
+            let identity: ClusterIdentity
+            do {
+                identity = try ClusterIdentity.load(path: identityPath)
+            } catch {
+                throw CommandFailure.usage(["cluster.identity: \(error)"])
+            }
+            guard identity.nodeName == nodeName else {
+                throw CommandFailure.usage(["cluster.identity: \(identityPath) is node '\(identity.nodeName)', but this node is '\(nodeName)' (node_name)"])
+            }
+            let setup = PeerSyncService.Setup(
+                configuration: configuration, cluster: cluster, nodeName: nodeName, store: store,
+                serverTLS: identity.makeServerTLSConfiguration(), clientTLS: identity.makeClientTLSConfiguration(),
+                peerName: ClusterIdentity.peerNodeName, environment: ProcessInfo.processInfo.environment, logger: logger)
+            do {
+                services.append(.init(service: try await PeerSyncService.prepare(setup)))
+            } catch {
+                throw CommandFailure.failure("\(error)")
+            }
+        }
+        guard !services.isEmpty else {
+            throw CommandFailure.usage(["nothing to run: the configuration has neither a cluster: section nor proxy.frontends"])
+        }
+        let path = ConfigLoader.resolvePath(explicit: global.config, environment: ProcessInfo.processInfo.environment)
+        services.append(.init(service: ConfigReloadService(path: path, running: configuration, proxy: proxy, logger: logger)))
+
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            throw CommandFailure.failure("\(error)")
+        }
+    }
+}
+
+/// The daemon's proxy, built from `proxy:`.
+enum DaemonProxy {
+    /// The proxy service, or `nil` when the configuration has no frontends.
+    static func make(_ configuration: CertkeeperConfiguration, store: CertificateStore, logger: Logger) throws -> ProxyService? {
+        guard let settings = configuration.proxy, !settings.frontends.isEmpty else { return nil }
+        let certificates = CertificateSet(defaultName: settings.defaultCertificate)
+        let reloader = CertificateReloader(sources: [.store(root: store.root)], certificates: certificates, logger: logger)
+        for refused in reloader.loadAll() {
+            logger.warning("certificate not served", metadata: ["error": "\(refused)"])
+        }
+        if certificates.names.isEmpty, settings.frontends.contains(where: { $0.mode == .tls }) {
+            logger.warning("no certificate in the store yet; TLS frontends refuse handshakes until one is installed")
+        }
+        return ProxyService(
+            frontends: frontends(settings), certificates: certificates, reloader: reloader,
+            threads: settings.threads ?? System.coreCount, grace: .milliseconds(Int64(settings.grace * 1000)), logger: logger)
+    }
+
+    /// The proxy's frontends for `settings`.
+    static func frontends(_ settings: ProxySettings) -> [ProxyFrontend] {
+        settings.frontends.map { frontend in
+            ProxyFrontend(
+                name: frontend.name, host: frontend.listen.host, port: frontend.listen.port,
+                tls: frontend.mode == .tls
+                    ? ProxyTLSSettings(applicationProtocols: frontend.alpn, minimumVersion: frontend.minimumTLS13 ? .tlsv13 : .tlsv12)
+                    : nil,
+                backends: frontend.backends.map { ProxyBackend(host: $0.host, port: $0.port) },
+                timeouts: ProxyTimeouts(
+                    handshake: amount(frontend.handshakeTimeout), backendConnect: amount(frontend.connectTimeout),
+                    idle: amount(frontend.idleTimeout)))
+        }
+    }
+
+    static func amount(_ seconds: Double) -> TimeAmount { .milliseconds(Int64(seconds * 1000)) }
+}
+
+/// Re-reads the configuration on SIGHUP and applies what can change while running: the proxy's frontends
+/// (listeners, backends, TLS settings, timeouts). Open connections are never closed. A file with errors is logged
+/// and ignored. Other sections (cluster, certificates, hooks) take effect at the next start, which is logged.
+struct ConfigReloadService: Service {
+    let path: String
+    let running: CertkeeperConfiguration
+    let proxy: ProxyService?
+    let logger: Logger
+
+    func run() async throws {
+        var current = running
+        for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
+            logger.notice("SIGHUP: re-reading the configuration", metadata: ["config": "\(path)"])
+            let next: CertkeeperConfiguration
+            do {
+                next = try ConfigLoader.load(path: path)
+            } catch {
+                logger.error("configuration refused; keeping the running one", metadata: ["error": "\(String(describing: error).split(separator: "\n").joined(separator: "; "))"])
+                continue
+            }
+            var unchanged = next
+            unchanged.proxy = current.proxy
+            if unchanged != current {
+                logger.notice("settings other than proxy.frontends changed; they take effect when the daemon restarts")
+            }
+            if let proxy {
+                let frontends = next.proxy.map(DaemonProxy.frontends) ?? []
+                do {
+                    try await proxy.reconfigure(frontends: frontends)
+                    logger.notice("proxy reconfigured", metadata: ["proxy.frontends": "\(frontends.map(\.name).joined(separator: ","))"])
+                    current.proxy = next.proxy
+                } catch {
+                    logger.error("proxy reconfiguration failed; the running frontends keep serving", metadata: ["error": "\(error)"])
+                }
+            } else if next.proxy?.frontends.isEmpty == false {
+                logger.notice("proxy: added while running; it starts when the daemon restarts")
+            }
+        }
+    }
+}

@@ -1,0 +1,287 @@
+import AsyncHTTPClient
+import CertStore
+import CertkeeperConfig
+import CertkeeperTestSupport
+import ClusterTrust
+import Crypto
+import Foundation
+import Logging
+import NIOSSL
+import Testing
+import X509
+
+@testable import PeerSync
+
+/// One node of a loopback cluster: a store, an identity from the cluster CA, and its peer API when serving.
+struct LoopbackNode {
+    let name: String
+    let store: CertStore.CertificateStore
+    let identity: ClusterIdentity
+    let configuration: CertkeeperConfiguration
+}
+
+/// A cluster CA, a test ACME-like CA issuing the served certificates, and nodes on 127.0.0.1.
+struct LoopbackCluster {
+    static let logger = Logger(label: "peer-sync-test")
+    let directory: TemporaryDirectory
+    let clusterCA: ClusterCA
+    let issuer: TestCA
+
+    init() throws {
+        directory = try TemporaryDirectory(name: "peersync")
+        clusterCA = try ClusterCA.generate(clusterName: "test")
+        issuer = try TestCA.make(commonName: "Sync Test Root").issueIntermediate(commonName: "Sync Test Issuer")
+    }
+
+    func node(_ name: String, domains: [String] = ["sync.example"]) throws -> LoopbackNode {
+        let root = directory.path + "/" + name
+        let configuration = CertkeeperConfiguration(
+            stateDirectory: root, nodeName: name, acme: ACMESettings(directoryURL: "https://acme.invalid/directory"),
+            certificates: [CertificateSpec(name: "web", domains: domains)])
+        let store = CertStore.CertificateStore(root: root, logger: Self.logger)
+        try store.prepare()
+        let identity = try clusterCA.issueIdentity(nodeName: name, addresses: [NodeAddress(parsing: "127.0.0.1")])
+        return LoopbackNode(name: name, store: store, identity: identity, configuration: configuration)
+    }
+
+    /// Issues and installs a certificate into `node` directly (as `renew` would), verified at `verifyAt`.
+    @discardableResult
+    func install(
+        on node: LoopbackNode, names: [String] = ["sync.example"], notBefore: Date = Date().addingTimeInterval(-3600),
+        notAfter: Date = Date().addingTimeInterval(90 * 86_400), verifyAt: Date = Date()
+    ) throws -> CertificateMeta {
+        let leaf = try issuer.issueLeaf(dnsNames: names, notBefore: notBefore, notAfter: notAfter)
+        let bundle = CertificateBundle(certificatePEM: leaf.certificatePEM, chainPEM: leaf.chainPEM, privateKeyPEM: leaf.privateKeyPEM)
+        let verified = try BundleVerifier().verify(bundle, expectedDomains: names, now: verifyAt)
+        return try node.store.install(verified, name: "web", issuedBy: node.name, now: Date())
+    }
+}
+
+/// A running peer API for a node, stopped by `stop()`.
+struct RunningPeerAPI {
+    let server: PeerAPIServer
+    let index: ChangeIndex
+    let task: Task<Void, Never>
+
+    static func start(_ node: LoopbackNode, role: String = "renewer") async throws -> RunningPeerAPI {
+        let server = try await PeerAPIServer.bind(
+            host: "127.0.0.1", port: 0, tls: node.identity.makeServerTLSConfiguration(), peerName: ClusterIdentity.peerNodeName,
+            logger: LoopbackCluster.logger)
+        let index = ChangeIndex(initial: SyncIndex(epoch: "abc", counter: 1))
+        let api = PeerAPI(
+            local: LocalNode(name: node.name, role: role, store: node.store, acmeDirectoryURL: node.configuration.acme.directoryURL),
+            index: index, maximumWait: .seconds(60))
+        let task = Task { _ = try? await server.run(api) }
+        return RunningPeerAPI(server: server, index: index, task: task)
+    }
+
+    func stop() async {
+        task.cancel()
+        await task.value
+    }
+}
+
+/// An HTTP client with `identity` (or a client TLS configuration given outright).
+func withPeerClient<T>(
+    _ tls: TLSConfiguration, peer: String, port: Int, _ body: (PeerClient) async throws -> T
+) async throws -> T {
+    let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: HTTPClient.Configuration(tlsConfiguration: tls))
+    do {
+        let result = try await body(PeerClient(peerName: peer, host: "127.0.0.1", port: port, http: http))
+        try await http.shutdown()
+        return result
+    } catch {
+        try? await http.shutdown()
+        throw error
+    }
+}
+
+@Suite("Peer sync between two nodes on loopback, over mutual TLS")
+struct PeerSyncLoopbackTests {
+    @Test("a follower pulls a newer certificate, verifies it and installs it; then has nothing to pull")
+    func pullsNewer() async throws {
+        let cluster = try LoopbackCluster()
+        let renewer = try cluster.node("n1")
+        let follower = try cluster.node("n2")
+        let installed = try cluster.install(on: renewer)
+        let api = try await RunningPeerAPI.start(renewer)
+        defer { api.task.cancel() }
+        let installer = SyncInstaller(configuration: follower.configuration, store: follower.store, environment: [:], logger: LoopbackCluster.logger)
+
+        try await withPeerClient(follower.identity.makeClientTLSConfiguration(), peer: "n1", port: api.server.port) { client in
+            let catalog = try await client.catalog(after: nil, wait: .zero)
+            #expect(catalog.node == "n1")
+            #expect(catalog.role == "renewer")
+            let entry = try #require(catalog.certificate(named: "web"))
+            #expect(entry.serial == installed.serial)
+            #expect(await installer.consider(entry, from: client) == .installed(serial: installed.serial, failedHooks: []))
+            let meta = try #require(try follower.store.meta(name: "web"))
+            #expect(meta.sha256 == installed.sha256)
+            #expect(meta.issuedBy == "n1")
+            let key = try #require(try follower.store.liveBundle(name: "web")).privateKeyPEM
+            #expect(key == (try renewer.store.liveBundle(name: "web"))?.privateKeyPEM)
+            let mode = try FileManager.default.attributesOfItem(atPath: follower.store.liveDirectory(name: "web") + "/privkey.pem")[.posixPermissions] as? Int
+            #expect(mode == 0o600)
+            #expect(await installer.consider(entry, from: client) == .notNewer)
+        }
+        await api.stop()
+    }
+
+    @Test("a long-poll returns when the index moves, with the new catalogue")
+    func longPoll() async throws {
+        let cluster = try LoopbackCluster()
+        let renewer = try cluster.node("n1")
+        let follower = try cluster.node("n2")
+        try cluster.install(on: renewer)
+        let api = try await RunningPeerAPI.start(renewer)
+        defer { api.task.cancel() }
+        try await withPeerClient(follower.identity.makeClientTLSConfiguration(), peer: "n1", port: api.server.port) { client in
+            let first = try await client.catalog(after: nil, wait: .zero)
+            async let next = client.catalog(after: first.index, wait: .seconds(60))
+            let newer = try cluster.install(on: renewer)
+            // Keep announcing until the long-poll has certainly been parked (bounded: 60 s).
+            let announcer = Task {
+                for _ in 0..<600 where !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(100))
+                    api.index.bump()
+                }
+            }
+            let answer = try await next
+            announcer.cancel()
+            #expect(answer.index.counter > first.index.counter)
+            #expect(answer.certificate(named: "web")?.serial == newer.serial)
+        }
+        await api.stop()
+    }
+
+    @Test("bad offers are refused and the follower's certificate stays", arguments: BadOffer.allCases)
+    func refusesBadOffers(offer: BadOffer) async throws {
+        let cluster = try LoopbackCluster()
+        let renewer = try cluster.node("n1")
+        let follower = try cluster.node("n2")
+        let now = Date()
+        // The follower holds a good certificate from an hour ago.
+        let held = try cluster.install(on: follower, notBefore: now.addingTimeInterval(-7200))
+        switch offer {
+        case .mismatchedKey, .oversized:
+            try cluster.install(on: renewer)
+            let version = try #require(try renewer.store.liveVersion(name: "web"))
+            let versionDirectory = try #require(try FileManager.default.contentsOfDirectory(atPath: renewer.store.archiveDirectory(name: "web")).first { $0.hasPrefix(String(format: "v%06d", version)) })
+            let path = renewer.store.archiveDirectory(name: "web") + "/" + versionDirectory
+            if offer == .mismatchedKey {
+                try P256.Signing.PrivateKey().pemRepresentation.write(toFile: path + "/privkey.pem", atomically: true, encoding: .utf8)
+            } else {
+                let junk = String(repeating: "A", count: 1_200_000)
+                try (try String(contentsOfFile: path + "/chain.pem", encoding: .utf8) + junk).write(toFile: path + "/chain.pem", atomically: true, encoding: .utf8)
+            }
+        case .expired:
+            // Newer than the follower's (notBefore an hour ago) but already expired.
+            try cluster.install(on: renewer, notBefore: now.addingTimeInterval(-3600), notAfter: now.addingTimeInterval(-60), verifyAt: now.addingTimeInterval(-1800))
+        case .older:
+            try cluster.install(on: renewer, notBefore: now.addingTimeInterval(-3 * 3600))
+        case .wrongNames:
+            try cluster.install(on: renewer, names: ["other.example"])
+        }
+        let api = try await RunningPeerAPI.start(renewer)
+        defer { api.task.cancel() }
+        let installer = SyncInstaller(configuration: follower.configuration, store: follower.store, environment: [:], logger: LoopbackCluster.logger)
+        let outcome = try await withPeerClient(follower.identity.makeClientTLSConfiguration(), peer: "n1", port: api.server.port) { client in
+            let entry = try #require(try await client.catalog(after: nil, wait: .zero).certificate(named: "web"))
+            return await installer.consider(entry, from: client)
+        }
+        switch (offer, outcome) {
+        case (.older, .notNewer): break
+        case (.oversized, .failed(let reason)): #expect(reason.contains("allowed"), "\(reason)")
+        case (.mismatchedKey, .rejected(let reason)): #expect(reason.contains("key"), "\(reason)")
+        case (.expired, .rejected(let reason)): #expect(reason.contains("expired"), "\(reason)")
+        case (.wrongNames, .rejected(let reason)): #expect(reason.contains("sync.example"), "\(reason)")
+        default: Issue.record("unexpected outcome for \(offer.rawValue): \(outcome)")
+        }
+        #expect(try follower.store.meta(name: "web")?.sha256 == held.sha256)
+        await api.stop()
+    }
+
+    enum BadOffer: String, CaseIterable, Sendable, CustomTestStringConvertible {
+        case mismatchedKey, expired, older, wrongNames, oversized
+        var testDescription: String { rawValue }
+    }
+
+    @Test("a name with path characters in a catalogue is refused before any request")
+    func refusesBadName() async throws {
+        let cluster = try LoopbackCluster()
+        let follower = try cluster.node("n2")
+        let installer = SyncInstaller(configuration: follower.configuration, store: follower.store, environment: [:], logger: LoopbackCluster.logger)
+        let entry = CatalogCertificate(name: "../web", serial: "1", notBefore: Date(), notAfter: Date() + 1, sha256: "", domains: [])
+        try await withPeerClient(follower.identity.makeClientTLSConfiguration(), peer: "n1", port: 1) { client in
+            guard case .rejected(let reason) = await installer.consider(entry, from: client) else {
+                Issue.record("a path name was not rejected")
+                return
+            }
+            #expect(reason.contains("not a valid name"))
+        }
+    }
+
+    @Test("the peer API answers nothing without a client certificate from the cluster CA")
+    func refusesStrangers() async throws {
+        let cluster = try LoopbackCluster()
+        let renewer = try cluster.node("n1")
+        try cluster.install(on: renewer)
+        let api = try await RunningPeerAPI.start(renewer)
+        defer { api.task.cancel() }
+
+        var anonymous = TLSConfiguration.makeClientConfiguration()
+        anonymous.trustRoots = .certificates([try NIOSSLCertificate(bytes: Array(renewer.identity.caCertificatePEM.utf8), format: .pem)])
+        anonymous.minimumTLSVersion = .tlsv13
+        let otherCA = try ClusterCA.generate(clusterName: "other")
+        let stranger = try otherCA.issueIdentity(nodeName: "n9", addresses: [NodeAddress(parsing: "127.0.0.1")])
+        var strangerTLS = stranger.makeClientTLSConfiguration()
+        strangerTLS.trustRoots = anonymous.trustRoots
+        for (label, tls) in [("no certificate", anonymous), ("another cluster's certificate", strangerTLS)] {
+            do {
+                let answer = try await withPeerClient(tls, peer: "n1", port: api.server.port) { client in
+                    try await client.bundle(name: "web")
+                }
+                Issue.record("\(label): the peer API answered: \(answer)")
+            } catch {
+                #expect(!"\(error)".isEmpty)
+            }
+        }
+        await api.stop()
+    }
+
+    @Test("a follower loop catches up with a new certificate without being told twice")
+    func followerLoop() async throws {
+        let cluster = try LoopbackCluster()
+        let renewer = try cluster.node("n1")
+        let follower = try cluster.node("n2")
+        try cluster.install(on: renewer, notBefore: Date().addingTimeInterval(-7200))
+        let api = try await RunningPeerAPI.start(renewer)
+        defer { api.task.cancel() }
+        let installer = SyncInstaller(configuration: follower.configuration, store: follower.store, environment: [:], logger: LoopbackCluster.logger)
+        let directory = PeerDirectory(peerNames: ["n1"], start: Date())
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: follower.identity.makeClientTLSConfiguration()))
+        let client = PeerClient(peerName: "n1", host: "127.0.0.1", port: api.server.port, http: http)
+        let loop = Task { await PeerFollower(client: client, installer: installer, directory: directory, longPoll: .seconds(30), logger: LoopbackCluster.logger).run() }
+
+        func waitForSerial(_ serial: String) async -> Bool {
+            for _ in 0..<300 {
+                if (try? follower.store.meta(name: "web"))??.serial == serial { return true }
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+            return false
+        }
+        #expect(await waitForSerial(try #require(try renewer.store.meta(name: "web")).serial))
+        let newer = try cluster.install(on: renewer)
+        api.index.bump()
+        #expect(await waitForSerial(newer.serial))
+        #expect(directory.snapshot.first?.reachable == true)
+        let stopping = ContinuousClock.now
+        loop.cancel()
+        await loop.value
+        print("follower loop stopped after \(ContinuousClock.now - stopping)")
+        try await http.shutdown()
+        print("client shut down after \(ContinuousClock.now - stopping)")
+        await api.stop()
+        print("API stopped after \(ContinuousClock.now - stopping)")
+    }
+}
