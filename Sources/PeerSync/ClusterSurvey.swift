@@ -30,6 +30,7 @@ public enum ClusterSurvey {
     public static func gather(local: PeerCatalog, peers: [ClusterSettings.Peer], clientTLS: TLSConfiguration, timeout: Duration) async -> [NodeReport] {
         var configuration = HTTPClient.Configuration(tlsConfiguration: clientTLS)
         configuration.timeout = .init(connect: timeout.timeAmount, read: timeout.timeAmount)
+        configuration.connectionPool.retryConnectionEstablishment = false
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         let reports = await withTaskGroup(of: (Int, NodeReport).self) { group in
             for (offset, peer) in peers.enumerated() {

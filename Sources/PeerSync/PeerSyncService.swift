@@ -107,6 +107,8 @@ public final class PeerSyncService: Service, Sendable {
         httpConfiguration.timeout = .init(connect: .seconds(3))
         httpConfiguration.connectionPool = .init(idleTimeout: .seconds(120))
         httpConfiguration.httpVersion = .http1Only
+        // A refused handshake (wrong CA, revoked node) is an answer, not a reason to retry for the whole connect timeout.
+        httpConfiguration.connectionPool.retryConnectionEstablishment = false
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
         let installer = SyncInstaller(configuration: setup.configuration, store: setup.store, environment: setup.environment, logger: logger, clock: setup.clock)
         let directory = self.directory

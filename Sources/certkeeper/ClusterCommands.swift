@@ -117,7 +117,7 @@ struct ClusterAddNode: AsyncParsableCommand {
             return configuration!.stateDirectory
         }
         let directory = try caDir ?? ClusterPaths.caDirectory(stateDirectory: stateDirectory())
-        let destination = try install ? installedIdentityPath(stateDirectory: stateDirectory()) : (out ?? "\(nodeName).pem")
+        let destination = try install ? { _ = try stateDirectory(); return installedIdentityPath(configuration!) }() : (out ?? "\(nodeName).pem")
         if install, let configured = configuration?.nodeName, configured != nodeName {
             throw CommandFailure.usage(["--install: this node is '\(configured)' (node_name in the configuration), not '\(nodeName)'"])
         }
@@ -164,7 +164,7 @@ struct ClusterJoin: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try global.loadConfiguration()
-        let destination = installedIdentityPath(stateDirectory: configuration.stateDirectory)
+        let destination = installedIdentityPath(configuration)
         let (file, force) = (file, force)
         let identity = try clusterCommand { () throws(ClusterTrustError) in
             try ClusterIdentity.load(path: file, requireOwnerOnly: false)
@@ -203,7 +203,7 @@ struct ClusterShow: AsyncParsableCommand {
     func run() async throws {
         let configuration = try global.loadConfiguration()
         let state = configuration.stateDirectory
-        let identityPath = installedIdentityPath(stateDirectory: state)
+        let identityPath = installedIdentityPath(configuration)
         let caDirectory = caDir ?? ClusterPaths.caDirectory(stateDirectory: state)
         var problem: String?
         do {
@@ -238,8 +238,10 @@ struct ClusterShow: AsyncParsableCommand {
 
 /// Where this node's identity is installed. One place, so the configuration's `cluster.identity` override can be
 /// honoured here once it exists.
-private func installedIdentityPath(stateDirectory: String) -> String {
-    ClusterPaths.identityPath(stateDirectory: stateDirectory)
+/// This node's identity file: `cluster.identity` when configured, else `<state_dir>/cluster/identity.pem`.
+private func installedIdentityPath(_ configuration: CertkeeperConfiguration) -> String {
+    configuration.cluster?.identityFile(stateDirectory: configuration.stateDirectory)
+        ?? ClusterPaths.identityPath(stateDirectory: configuration.stateDirectory)
 }
 
 /// Runs cluster-trust work, mapping its errors to the documented exit codes: bad names, addresses or validity

@@ -103,6 +103,12 @@ public final class PebbleServer: Sendable {
 
     private struct Ports {
         let listen, management, http, tls, dns, challtestsrvManagement: Int
+        /// Fixed ports, for a network namespace of its own where nothing else listens.
+        static let inNamespace = Ports(listen: 14000, management: 15000, http: 5002, tls: 5001, dns: 8053, challtestsrvManagement: 8055)
+        init(listen: Int, management: Int, http: Int, tls: Int, dns: Int, challtestsrvManagement: Int) {
+            (self.listen, self.management, self.http, self.tls, self.dns, self.challtestsrvManagement) =
+                (listen, management, http, tls, dns, challtestsrvManagement)
+        }
         init(_ allocator: PortAllocator) throws {
             let ports = try allocator.allocate(count: 6)
             (listen, management, http, tls, dns, challtestsrvManagement) =
@@ -138,8 +144,45 @@ public final class PebbleServer: Sendable {
         throw lastError
     }
 
+    /// Starts Pebble and challtestsrv inside a test network node, on that node's loopback and fixed ports
+    /// (``directoryURL`` is then `https://127.0.0.1:14000/dir` inside the node, the same in every node).
+    /// Only the node's own processes can reach it; the management helpers of this type do not work on it.
+    /// - Parameters:
+    ///   - node: The namespace to run in.
+    ///   - network: The node's network.
+    ///   - options: Pebble's strictness knobs.
+    ///   - timeout: Seconds to wait for each program to listen.
+    public static func start(in node: TestNode, of network: TestNetwork, options: Options = Options(), timeout: Double = 20) async throws -> PebbleServer {
+        let directory = try TemporaryDirectory(name: "pebble-\(node.index)")
+        let launcher = Launcher(
+            spawn: { name, executable, arguments, environment, logDirectory in
+                try network.spawn(on: node, name: name, executable: executable, arguments: arguments, environment: environment, logDirectory: logDirectory)
+            },
+            waitForPort: { process, port, timeout in
+                try await network.waitForTCPPort(from: node, host: "127.0.0.1", port: port, process: process, timeout: timeout)
+            })
+        do {
+            return try await startOnce(options: options, ports: .inNamespace, directory: directory, timeout: timeout, launcher: launcher)
+        } catch {
+            directory.remove()
+            throw error
+        }
+    }
+
+    /// How the two programs are started and waited for: on the host, or inside a network namespace.
+    private struct Launcher: Sendable {
+        var spawn: @Sendable (_ name: String, _ executable: String, _ arguments: [String], _ environment: [String: String], _ logDirectory: String) throws -> ManagedProcess
+        var waitForPort: @Sendable (_ process: ManagedProcess, _ port: Int, _ timeout: Double) async throws -> Void
+
+        static let host = Launcher(
+            spawn: { name, executable, arguments, environment, logDirectory in
+                try ManagedProcess.start(name: name, executable: executable, arguments: arguments, environment: environment, logDirectory: logDirectory)
+            },
+            waitForPort: { process, port, timeout in try await process.waitForTCPPort(port: port, timeout: timeout) })
+    }
+
     private static func startOnce(options: Options, ports: Ports, directory: TemporaryDirectory,
-                                  timeout: Double) async throws -> PebbleServer {
+                                  timeout: Double, launcher: Launcher = .host) async throws -> PebbleServer {
         let identity = try LocalhostServerIdentity(commonName: "Pebble TLS Test Root")
         let files = try identity.writePEMFiles(to: directory.path)
         var config: [String: Any] = [
@@ -156,17 +199,17 @@ public final class PebbleServer: Sendable {
         let configData = try JSONSerialization.data(withJSONObject: ["pebble": config], options: [.sortedKeys])
         let configPath = try directory.write(String(decoding: configData, as: UTF8.self), to: "pebble-config.json")
 
-        let challtestsrv = try ManagedProcess.start(
-            name: "pebble-challtestsrv", executable: "/usr/bin/pebble-challtestsrv",
-            arguments: [
+        let challtestsrv = try launcher.spawn(
+            "pebble-challtestsrv", "/usr/bin/pebble-challtestsrv",
+            [
                 "-dns01", "127.0.0.1:\(ports.dns)", "-management", "127.0.0.1:\(ports.challtestsrvManagement)",
                 "-http01", "", "-https01", "", "-tlsalpn01", "",
                 "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
             ],
-            logDirectory: directory.path)
+            [:], directory.path)
         do {
-            try await challtestsrv.waitForTCPPort(port: ports.challtestsrvManagement, timeout: timeout)
-            try await challtestsrv.waitForTCPPort(port: ports.dns, timeout: timeout)
+            try await launcher.waitForPort(challtestsrv, ports.challtestsrvManagement, timeout)
+            try await launcher.waitForPort(challtestsrv, ports.dns, timeout)
         } catch {
             await challtestsrv.stop()
             throw error
@@ -182,8 +225,7 @@ public final class PebbleServer: Sendable {
         ]
         let pebble: ManagedProcess
         do {
-            pebble = try ManagedProcess.start(name: "pebble", executable: "/usr/bin/pebble", arguments: arguments,
-                                              environment: environment, logDirectory: directory.path)
+            pebble = try launcher.spawn("pebble", "/usr/bin/pebble", arguments, environment, directory.path)
         } catch {
             await challtestsrv.stop()
             throw error
@@ -191,8 +233,8 @@ public final class PebbleServer: Sendable {
         let server = PebbleServer(ports: ports, directory: directory, caBundlePath: files["ca.pem"]!,
                                   pebble: pebble, challtestsrv: challtestsrv)
         do {
-            try await pebble.waitForTCPPort(port: ports.listen, timeout: timeout)
-            try await pebble.waitForTCPPort(port: ports.management, timeout: timeout)
+            try await launcher.waitForPort(pebble, ports.listen, timeout)
+            try await launcher.waitForPort(pebble, ports.management, timeout)
         } catch {
             await server.stopProcesses()
             throw error

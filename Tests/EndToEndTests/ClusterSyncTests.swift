@@ -1,0 +1,114 @@
+import CertkeeperTestSupport
+import Foundation
+import Testing
+
+/// Issue #4 end to end: three `certkeeper daemon` nodes in network namespaces, the renewer issuing from Pebble,
+/// the followers pulling over mutual TLS and serving through their proxies (checked with `openssl s_client`).
+@Suite("Three-node cluster in network namespaces", .serialized)
+struct ClusterSyncTests {
+    @Test("force-renew reaches both followers; a partitioned follower catches up; an empty node converges from any peer; strangers get nothing")
+    func syncPartitionAndConvergence() async throws {
+        try await withCluster(label: "sync", roles: ["renewer", "follower", "follower"], pebbleOn: [1]) { cluster in
+            for index in 1...3 { try await cluster.startDaemon(index) }
+
+            // 1. A renewal on the renewer reaches both followers' proxies.
+            let first = try await cluster.cli(1, ["force-renew", ClusterFixture.certificateName])
+            #expect(first.exitCode == 0, "force-renew: \(first.stderr)")
+            let s1 = try #require(cluster.installed(1), "renewer installed nothing: \(first.stderr)").serial
+            #expect(await cluster.waitUntilServed(2, serial: s1), "n2 does not serve \(s1):\n\(cluster.daemonLog(2))")
+            #expect(await cluster.waitUntilServed(3, serial: s1), "n3 does not serve \(s1):\n\(cluster.daemonLog(3))")
+            #expect(cluster.installed(2)?.issuedBy == "n1")
+
+            // 2. n3's link is down during a renewal: it keeps serving the old certificate, then catches up.
+            try await cluster.network.setLink(cluster.node(3), up: false)
+            // notBefore has one-second resolution, and certificates issued in the same second are ordered by their
+            // (random) serials: let the clock move on so the second certificate is unambiguously newer.
+            try await Task.sleep(for: .milliseconds(1100))
+            let second = try await cluster.cli(1, ["force-renew", ClusterFixture.certificateName])
+            #expect(second.exitCode == 0, "force-renew: \(second.stderr)")
+            let s2 = try #require(cluster.installed(1)).serial
+            #expect(s2 != s1)
+            #expect(await cluster.waitUntilServed(2, serial: s2), "n2 does not serve \(s2)")
+            #expect(await cluster.servedSerial(3) == ClusterFixture.normalised(s1), "n3 should still serve the old certificate")
+            try await cluster.network.setLink(cluster.node(3), up: true)
+            #expect(await cluster.waitUntilServed(3, serial: s2, timeout: 45), "n3 did not catch up:\n\(cluster.daemonLog(3))")
+
+            // 3. n2 restarts from an empty state directory while the renewer is down: it converges from n3.
+            await cluster.stopDaemon(1)
+            await cluster.stopDaemon(2)
+            try FileManager.default.removeItem(atPath: cluster.stateDirectory(2))
+            let join = try await CLI.run(["cluster", "join", cluster.identityFile(2), "--config", cluster.configPath(2)])
+            #expect(join.exitCode == 0, "join: \(join.stderr)")
+            #expect(cluster.installed(2) == nil)
+            try await cluster.startDaemon(2)
+            #expect(await cluster.waitUntilServed(2, serial: s2, timeout: 45), "the emptied n2 did not converge from n3:\n\(cluster.daemonLog(2))")
+            #expect(cluster.installed(2)?.issuedBy == "n1")
+
+            // 4. The peer API: a cluster identity gets the catalogue; no certificate, or another cluster's, gets nothing.
+            let otherCA = cluster.work.path + "/other-ca"
+            #expect(try await CLI.run(["cluster", "init", "--name", "other", "--ca-dir", otherCA]).exitCode == 0)
+            let stranger = cluster.work.path + "/stranger.pem"
+            #expect(try await CLI.run(["cluster", "add-node", "n2", "--address", cluster.node(2).address, "--ca-dir", otherCA, "--out", stranger]).exitCode == 0)
+            let url = "https://\(cluster.node(3).address):\(ClusterFixture.peerPort)/v1/catalog"
+            let caFile = cluster.caDirectory + "/ca.pem"
+            func curl(_ extra: [String]) async throws -> (exitCode: Int32, stdout: String, stderr: String) {
+                try await cluster.network.run(
+                    on: cluster.node(2), executable: "/usr/bin/curl",
+                    arguments: ["-sS", "--max-time", "10", "--cacert", caFile] + extra + [url], timeout: 30)
+            }
+            let member = try await curl(["--cert", cluster.identityFile(2), "--key", cluster.identityFile(2)])
+            #expect(member.exitCode == 0, "curl with n2's identity: \(member.stderr)")
+            #expect(member.stdout.contains("\"node\":\"n3\""))
+            let anonymous = try await curl([])
+            #expect(anonymous.exitCode != 0 && !anonymous.stdout.contains("\"node\""), "no client certificate: \(anonymous.stdout)")
+            let foreign = try await curl(["--cert", stranger, "--key", stranger])
+            #expect(foreign.exitCode != 0 && !foreign.stdout.contains("\"node\""), "another cluster's certificate: \(foreign.stdout)")
+
+            // 5. status --cluster on n3 sees n2 and n3 agree and n1 down.
+            let status = try await cluster.cli(3, ["status", "--cluster"])
+            #expect(status.exitCode == 1, "n1 is down, so the nodes do not all agree")
+            #expect(status.stdout.contains("unreachable"))
+            #expect(status.stdout.components(separatedBy: s2).count - 1 == 2, "n2 and n3 should both list \(s2):\n\(status.stdout)")
+        }
+    }
+
+    @Test("a standby takes over while the renewer is stopped, not while it answers; the newer certificate wins everywhere")
+    func standbyTakeover() async throws {
+        // 60-second certificates are due 30 s after issuance (half the lifetime under 10 days).
+        try await withCluster(
+            label: "standby", roles: ["renewer", "follower", "standby"], pebbleOn: [1, 3],
+            pebbleOptions: PebbleServer.Options(alwaysValid: true, certificateValidityPeriod: 60),
+            clusterExtra: "  takeover_after: 2s\n  takeover_margin: 0"
+        ) { cluster in
+            for index in 1...3 { try await cluster.startDaemon(index) }
+            let first = try await cluster.cli(1, ["force-renew", ClusterFixture.certificateName])
+            #expect(first.exitCode == 0, "force-renew: \(first.stderr)")
+            let s1 = try #require(cluster.installed(1)).serial
+            let issuedAt = Date()
+            #expect(await cluster.waitUntilServed(3, serial: s1), "the standby does not serve \(s1):\n\(cluster.daemonLog(3))")
+
+            // Past the renewal time (30 s) with the renewer answering: the standby does not order.
+            while Date().timeIntervalSince(issuedAt) < 35 { try await Task.sleep(for: .milliseconds(500)) }
+            #expect(cluster.installed(3)?.serial == s1, "the standby renewed while the renewer answered")
+            #expect(cluster.installed(1)?.serial == s1)
+
+            // The renewer stops: after takeover_after the standby renews, and the follower gets it from the standby.
+            await cluster.stopDaemon(1)
+            let tookOver = await cluster.eventually(timeout: 60) { cluster.installed(3)?.issuedBy == "n3" }
+            #expect(tookOver, "the standby did not take over:\n\(cluster.daemonLog(3))")
+            let s2 = try #require(cluster.installed(3)).serial
+            #expect(await cluster.waitUntilServed(2, serial: s2), "the follower does not serve the standby's \(s2):\n\(cluster.daemonLog(2))")
+
+            // The renewer returns: it pulls the standby's newer certificate, and renewing goes back to it.
+            try await cluster.startDaemon(1)
+            #expect(await cluster.waitUntilServed(1, serial: s2), "the renewer does not serve \(s2):\n\(cluster.daemonLog(1))")
+            let third = try await cluster.cli(1, ["force-renew", ClusterFixture.certificateName])
+            #expect(third.exitCode == 0, "force-renew: \(third.stderr)")
+            let s3 = try #require(cluster.installed(1)).serial
+            for index in 2...3 {
+                #expect(await cluster.waitUntilServed(index, serial: s3), "n\(index) does not serve \(s3)")
+            }
+            #expect(cluster.installed(3)?.issuedBy == "n1")
+        }
+    }
+}
