@@ -155,7 +155,7 @@ let package = Package(
         .testTarget(
             name: "PeerSyncTests",
             dependencies: [
-                "PeerSync", "CertStore", "CertkeeperConfig", "ClusterTrust", "CertkeeperTestSupport",
+                "PeerSync", "CertStore", "CertkeeperConfig", "ClusterTrust", "Renewal", "CertkeeperTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "X509", package: "swift-certificates"),

@@ -1,5 +1,6 @@
 import CertStore
 import Foundation
+import Renewal
 
 /// What this node offers its peers, read from its store on every request (no cache to go stale).
 public struct LocalNode: Sendable {
@@ -25,7 +26,9 @@ public struct LocalNode: Sendable {
         var certificates: [CatalogCertificate] = []
         for name in try store.installedNames() {
             guard let meta = try? store.meta(name: name) else { continue }
-            certificates.append(CatalogCertificate(meta: meta))
+            let record = (try? store.readState(RenewalRecord.self, key: RenewalRecord.key(for: name))) ?? nil
+            let shared = record.map(\.shared).flatMap { $0.isEmpty ? nil : $0 }
+            certificates.append(CatalogCertificate(meta: meta, renewal: shared))
         }
         var account: CatalogAccount?
         if let acmeDirectoryURL, let record = (try? store.loadAccount(directoryURL: acmeDirectoryURL))??.record {

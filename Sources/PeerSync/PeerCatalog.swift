@@ -1,5 +1,6 @@
 import CertStore
 import Foundation
+import Renewal
 
 /// What a node holds, as it tells its peers: `GET /v1/catalog`.
 public struct PeerCatalog: Codable, Sendable, Equatable {
@@ -43,20 +44,31 @@ public struct CatalogCertificate: Codable, Sendable, Equatable {
     public var sha256: String
     /// The leaf's DNS names.
     public var domains: [String]
+    /// The node that issued it.
+    public var issuedBy: String?
+    /// The renewal state that travels with the certificate (ARI window, revocation), from the node holding it.
+    public var renewal: SharedRenewalState?
 
     /// Creates an entry.
-    public init(name: String, serial: String, notBefore: Date, notAfter: Date, sha256: String, domains: [String]) {
+    public init(
+        name: String, serial: String, notBefore: Date, notAfter: Date, sha256: String, domains: [String],
+        issuedBy: String? = nil, renewal: SharedRenewalState? = nil
+    ) {
         self.name = name
         self.serial = serial
         self.notBefore = notBefore
         self.notAfter = notAfter
         self.sha256 = sha256
         self.domains = domains
+        self.issuedBy = issuedBy
+        self.renewal = renewal
     }
 
-    /// The entry describing an installed certificate.
-    public init(meta: CertificateMeta) {
-        self.init(name: meta.name, serial: meta.serial, notBefore: meta.notBefore, notAfter: meta.notAfter, sha256: meta.sha256, domains: meta.domains)
+    /// The entry describing an installed certificate and its renewal record.
+    public init(meta: CertificateMeta, renewal: SharedRenewalState? = nil) {
+        self.init(
+            name: meta.name, serial: meta.serial, notBefore: meta.notBefore, notAfter: meta.notAfter, sha256: meta.sha256,
+            domains: meta.domains, issuedBy: meta.issuedBy, renewal: renewal)
     }
 
     /// Whether this certificate should replace `installed`: a later notBefore, or the same notBefore and a larger

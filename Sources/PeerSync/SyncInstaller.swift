@@ -59,7 +59,12 @@ public actor SyncInstaller {
         } catch {
             return fail("cannot read the installed certificate: \(error)", log)
         }
-        if let current, !entry.isNewer(thanNotBefore: current.notBefore, serial: current.serial) { return .notNewer }
+        if let current, !entry.isNewer(thanNotBefore: current.notBefore, serial: current.serial) {
+            if current.sha256 == entry.sha256, current.issuedBy == peer.peerName, let shared = entry.renewal {
+                adoptRenewalState(shared, name: entry.name, log)
+            }
+            return .notNewer
+        }
 
         let payload: BundlePayload
         do {
@@ -103,6 +108,7 @@ public actor SyncInstaller {
             "cert.serial": "\(meta.serial)", "cert.not_after": "\(meta.notAfter)", "cert.issued_by": "\(meta.issuedBy)",
         ])
         let failed = await deploy.run(spec: spec, meta: meta, liveDirectory: store.liveDirectory(name: spec.name), logger: log)
+        recordDeploy(name: spec.name, serial: meta.serial, failed: failed, shared: entry.sha256 == meta.sha256 ? entry.renewal : nil, log)
         return .installed(serial: meta.serial, failedHooks: failed)
     }
 
@@ -131,6 +137,36 @@ public actor SyncInstaller {
         } catch {
             log.warning("cannot adopt the peer's ACME account", metadata: ["error": "\(error)"])
             return false
+        }
+    }
+
+    /// Takes the certificate's shared renewal state (ARI window, revocation) from the node that issued it.
+    private func adoptRenewalState(_ shared: SharedRenewalState, name: String, _ log: Logger) {
+        let key = RenewalRecord.key(for: name)
+        var record = ((try? store.readState(RenewalRecord.self, key: key)) ?? nil) ?? RenewalRecord()
+        guard record.shared != shared else { return }
+        record.shared = shared
+        do {
+            try store.writeState(record, key: key)
+            log.debug("renewal state taken from the certificate's issuer")
+        } catch {
+            log.warning("cannot save the renewal state", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Records the hooks that failed, so `status` shows them and `renew` runs them again until they succeed.
+    private func recordDeploy(name: String, serial: String, failed: [String], shared: SharedRenewalState?, _ log: Logger) {
+        let key = RenewalRecord.key(for: name)
+        var record = ((try? store.readState(RenewalRecord.self, key: key)) ?? nil) ?? RenewalRecord()
+        if let shared { record.shared = shared }
+        // Back-off belonged to renewing the certificate this one replaces.
+        record.backoff = nil
+        record.pendingDeploy = failed.isEmpty ? nil : serial
+        record.failedHooks = failed.isEmpty ? nil : failed
+        do {
+            try store.writeState(record, key: key)
+        } catch {
+            log.warning("cannot save the renewal state", metadata: ["error": "\(error)"])
         }
     }
 

@@ -42,3 +42,37 @@ public struct ARIRecord: Codable, Sendable, Equatable {
         self.nextPoll = nextPoll
     }
 }
+
+/// The part of a ``RenewalRecord`` that belongs to the certificate rather than to the node holding it, and so
+/// replicates with it: the CA's ARI window, a revocation, the last success. Back-off and deploy-hook failures stay
+/// per node (a standby judges its own attempts; hooks run on each node).
+public struct SharedRenewalState: Codable, Sendable, Equatable {
+    /// The ARI answer for the certificate.
+    public var ari: ARIRecord?
+    /// The serial, if it was revoked.
+    public var revokedSerial: String?
+    /// The last successful renewal on the node that issued it.
+    public var lastSuccess: Date?
+
+    /// Creates a shared state.
+    public init(ari: ARIRecord?, revokedSerial: String?, lastSuccess: Date?) {
+        self.ari = ari
+        self.revokedSerial = revokedSerial
+        self.lastSuccess = lastSuccess
+    }
+
+    /// Whether there is anything to share.
+    public var isEmpty: Bool { ari == nil && revokedSerial == nil && lastSuccess == nil }
+}
+
+extension RenewalRecord {
+    /// The certificate's shared state; setting it keeps this node's back-off and hook failures.
+    public var shared: SharedRenewalState {
+        get { SharedRenewalState(ari: ari, revokedSerial: revokedSerial, lastSuccess: lastSuccess) }
+        set {
+            ari = newValue.ari
+            revokedSerial = newValue.revokedSerial
+            lastSuccess = newValue.lastSuccess
+        }
+    }
+}

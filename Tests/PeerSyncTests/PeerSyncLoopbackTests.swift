@@ -8,6 +8,7 @@ import Foundation
 import Logging
 import NIOSSL
 import Testing
+import Renewal
 import X509
 
 @testable import PeerSync
@@ -33,11 +34,11 @@ struct LoopbackCluster {
         issuer = try TestCA.make(commonName: "Sync Test Root").issueIntermediate(commonName: "Sync Test Issuer")
     }
 
-    func node(_ name: String, domains: [String] = ["sync.example"]) throws -> LoopbackNode {
+    func node(_ name: String, domains: [String] = ["sync.example"], hooks: HookSettings = HookSettings()) throws -> LoopbackNode {
         let root = directory.path + "/" + name
         let configuration = CertkeeperConfiguration(
             stateDirectory: root, nodeName: name, acme: ACMESettings(directoryURL: "https://acme.invalid/directory"),
-            certificates: [CertificateSpec(name: "web", domains: domains)])
+            certificates: [CertificateSpec(name: "web", domains: domains)], hooks: hooks)
         let store = CertStore.CertificateStore(root: root, logger: Self.logger)
         try store.prepare()
         let identity = try clusterCA.issueIdentity(nodeName: name, addresses: [NodeAddress(parsing: "127.0.0.1")])
@@ -123,6 +124,35 @@ struct PeerSyncLoopbackTests {
             let mode = try FileManager.default.attributesOfItem(atPath: follower.store.liveDirectory(name: "web") + "/privkey.pem")[.posixPermissions] as? Int
             #expect(mode == 0o600)
             #expect(await installer.consider(entry, from: client) == .notNewer)
+        }
+        await api.stop()
+    }
+
+    @Test("the issuer's renewal state travels with the certificate; a failed deploy hook is recorded on the follower")
+    func renewalStateAndHooks() async throws {
+        let cluster = try LoopbackCluster()
+        let renewer = try cluster.node("n1")
+        let marker = cluster.directory.path + "/hook-ran"
+        let follower = try cluster.node("n2", hooks: HookSettings(deploy: [HookCommand(command: "touch \(marker); exit 3")], timeout: 30))
+        let installed = try cluster.install(on: renewer)
+        try renewer.store.writeState(RenewalRecord(revokedSerial: installed.serial), key: RenewalRecord.key(for: "web"))
+        let api = try await RunningPeerAPI.start(renewer)
+        defer { api.task.cancel() }
+        let installer = SyncInstaller(configuration: follower.configuration, store: follower.store, environment: ProcessInfo.processInfo.environment, logger: LoopbackCluster.logger)
+        try await withPeerClient(follower.identity.makeClientTLSConfiguration(), peer: "n1", port: api.server.port) { client in
+            let entry = try #require(try await client.catalog(after: nil, wait: .zero).certificate(named: "web"))
+            #expect(entry.renewal?.revokedSerial == installed.serial)
+            guard case .installed(let serial, let failed) = await installer.consider(entry, from: client) else {
+                Issue.record("not installed")
+                return
+            }
+            #expect(serial == installed.serial)
+            #expect(failed.count == 1)
+            #expect(FileManager.default.fileExists(atPath: marker), "the deploy hook did not run")
+            let record = try #require(try follower.store.readState(RenewalRecord.self, key: RenewalRecord.key(for: "web")))
+            #expect(record.revokedSerial == installed.serial)
+            #expect(record.pendingDeploy == installed.serial)
+            #expect(record.failedHooks?.count == 1)
         }
         await api.stop()
     }
