@@ -1,5 +1,6 @@
 import CertkeeperTestSupport
 import Foundation
+import X509
 import Testing
 
 /// A certkeeper installation for one test: a state directory and a config file pointing at some ACME server.
@@ -104,4 +105,33 @@ func withPebble<T>(_ options: PebbleServer.Options = .init(), _ body: (PebbleSer
         await pebble.stop()
         throw error
     }
+}
+
+/// The serial a TLS server on 127.0.0.1 serves for `serverName`, asked with `openssl s_client`, lower-cased without
+/// leading zeros ("" when the handshake fails).
+func servedSerial(port: Int, serverName: String) throws -> String {
+    let script = "openssl s_client -connect 127.0.0.1:\(port) -servername \(serverName) </dev/null 2>/dev/null | openssl x509 -noout -serial"
+    let result = try tool("/bin/sh", ["-c", script])
+    return normalised(result.output.replacingOccurrences(of: "serial=", with: ""))
+}
+
+/// A certificate's serial in the same form as ``servedSerial(port:serverName:)``.
+func hexSerial(_ certificate: Certificate) -> String {
+    normalised(certificate.serialNumber.bytes.map { String(format: "%02x", $0) }.joined())
+}
+
+/// Lower-case hex without leading zeros or surrounding space.
+func normalised(_ hex: String) -> String {
+    let trimmed = hex.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+    return String(trimmed.drop(while: { $0 == "0" }))
+}
+
+/// Polls `condition` every 100 ms for at most `seconds`.
+func eventually(seconds: Double = 5, _ condition: () throws -> Bool) async throws -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if try condition() { return true }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+    return try condition()
 }

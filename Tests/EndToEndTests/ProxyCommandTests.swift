@@ -26,20 +26,20 @@ struct ProxyCommandTests {
             try await proxy.waitForTCPPort(port: port)
             let fetched = try tool("/usr/bin/curl", ["-sS", "--cacert", rootPath, "--resolve", "px.example.org:\(port):127.0.0.1", "https://px.example.org:\(port)/index.html"])
             #expect(fetched.output == "hello from the backend\n", "curl: \(fetched.output)")
-            #expect(try servedSerial(port: port) == hexSerial(first.certificate))
+            #expect(try servedSerial(port: port, serverName: "px.example.org") == hexSerial(first.certificate))
 
             // A new bundle renamed into place is served to the next handshakes.
             let second = try ca.issueLeaf(dnsNames: ["px.example.org"])
             let staged = try directory.write(second.fullChainPEM + second.privateKeyPEM, to: ".web.pem.tmp")
             #expect(rename(staged, bundlePath) == 0)
-            #expect(try await eventually { try servedSerial(port: port) == hexSerial(second.certificate) }, "new bundle not served; log: \(proxy.logTail())")
+            #expect(try await eventually { try servedSerial(port: port, serverName: "px.example.org") == hexSerial(second.certificate) }, "new bundle not served; log: \(proxy.logTail())")
 
             // A bundle whose key does not match is refused; the last good certificate keeps serving.
             let third = try ca.issueLeaf(dnsNames: ["px.example.org"])
             let broken = try directory.write(third.fullChainPEM + first.privateKeyPEM, to: ".web.pem.tmp")
             #expect(rename(broken, bundlePath) == 0)
             #expect(try await eventually { proxy.logTail(lines: 50).contains("certificate refused") }, "log: \(proxy.logTail())")
-            #expect(try servedSerial(port: port) == hexSerial(second.certificate))
+            #expect(try servedSerial(port: port, serverName: "px.example.org") == hexSerial(second.certificate))
 
             // SIGTERM: stops accepting, drains, exits 0.
             proxy.send(signal: SIGTERM)
@@ -73,30 +73,4 @@ struct ProxyCommandTests {
         #expect(badListen.exitCode == 2)
         #expect(badListen.stderr.contains("--listen"))
     }
-}
-
-/// The serial the proxy serves for `px.example.org`, as openssl prints it, lower-cased without leading zeros.
-private func servedSerial(port: Int) throws -> String {
-    let script = "openssl s_client -connect 127.0.0.1:\(port) -servername px.example.org </dev/null 2>/dev/null | openssl x509 -noout -serial"
-    let result = try tool("/bin/sh", ["-c", script])
-    return normalised(result.output.replacingOccurrences(of: "serial=", with: ""))
-}
-
-private func hexSerial(_ certificate: Certificate) -> String {
-    normalised(certificate.serialNumber.bytes.map { String(format: "%02x", $0) }.joined())
-}
-
-private func normalised(_ hex: String) -> String {
-    let trimmed = hex.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
-    return String(trimmed.drop(while: { $0 == "0" }))
-}
-
-/// Polls `condition` every 100 ms for at most `seconds`.
-private func eventually(seconds: Double = 5, _ condition: () throws -> Bool) async throws -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-        if try condition() { return true }
-        try await Task.sleep(for: .milliseconds(100))
-    }
-    return try condition()
 }
