@@ -19,8 +19,8 @@ public final class PeerAPIServer: Sendable {
         let http: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
     }
 
-    /// The largest request head accepted; peers only send short GETs.
-    static let maximumRequestBytes = 16 * 1024
+    /// A connection with no traffic either way for this long is closed: longer than the longest long-poll (10 min).
+    static let idleSeconds: Int64 = 660
 
     /// The port bound (useful with port 0).
     public let port: Int
@@ -55,9 +55,10 @@ public final class PeerAPIServer: Sendable {
             .bind(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(IdleStateHandler(allTimeout: .seconds(Self.idleSeconds)))
                     try sync.addHandler(NIOSSLServerHandler(context: context))
+                    try sync.addHandler(ConnectionDeadlines(handshake: .seconds(10)))
                     try sync.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: true)
-                    try sync.addHandler(IdleStateHandler(readTimeout: .seconds(600)))
                     let http = try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
                     return Connection(channel: channel, http: http)
                 }

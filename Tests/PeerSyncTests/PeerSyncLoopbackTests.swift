@@ -5,6 +5,9 @@ import CertkeeperTestSupport
 import ClusterTrust
 import Crypto
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOSSL
 import Testing
@@ -23,7 +26,7 @@ struct LoopbackNode {
 
 /// A cluster CA, a test ACME-like CA issuing the served certificates, and nodes on 127.0.0.1.
 struct LoopbackCluster {
-    static let logger = Logger(label: "peer-sync-test")
+    static let logger = Logger(label: "peer-sync-test", factory: { _ in SwiftLogNoOpLogHandler() })
     let directory: TemporaryDirectory
     let clusterCA: ClusterCA
     let issuer: TestCA
@@ -276,6 +279,32 @@ struct PeerSyncLoopbackTests {
                 #expect(!"\(error)".isEmpty)
             }
         }
+        await api.stop()
+    }
+
+    @Test("a connection that never starts its TLS handshake is closed by the server")
+    func stalledHandshakeIsClosed() async throws {
+        let cluster = try LoopbackCluster()
+        let renewer = try cluster.node("n1")
+        let api = try await RunningPeerAPI.start(renewer)
+        defer { api.task.cancel() }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(api.server.port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        #expect(connected == 0)
+        // Send nothing; the server must close within its 10 s handshake deadline (wait at most 40 s).
+        var timeout = timeval(tv_sec: 40, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var byte: UInt8 = 0
+        let received = recv(fd, &byte, 1, 0)
+        #expect(received == 0, "expected the server to close the stalled connection (recv returned \(received), errno \(errno))")
         await api.stop()
     }
 
