@@ -101,9 +101,13 @@ public struct CertificateLoader: Sendable {
                 if case .dnsName(let dns) = name { return dns }
                 return nil
             } ?? []
-            return CertificateEntry(
+            let entry = CertificateEntry(
                 name: name, certificateChain: chain, privateKey: key, dnsNames: dnsNames,
                 serialHex: verified.serialHex, sha256Hex: verified.sha256Hex, notAfter: verified.leaf.notValidAfter)
+            // The context for default TLS settings is built here, off the event loop; others when a frontend or
+            // ``CertificateSet/install(_:)`` asks for them.
+            _ = try entry.serverContext(for: ProxyTLSSettings())
+            return entry
         } catch {
             throw refuse("BoringSSL could not load the verified bundle: \(error)")
         }

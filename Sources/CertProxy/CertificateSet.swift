@@ -19,8 +19,8 @@ public struct CertificateEntry: Sendable {
     /// The end of the leaf's validity.
     public let notAfter: Date
 
-    /// The override a handshake applies: this chain and key.
-    let contextOverride: NIOSSLContextConfigurationOverride
+    /// This chain and key as ready-made server contexts, one per frontend TLS settings.
+    let serverContexts = ServerContexts()
 
     /// Creates an entry. Prefer ``CertificateLoader``, which verifies the bundle first.
     /// - Parameters:
@@ -42,10 +42,30 @@ public struct CertificateEntry: Sendable {
         self.serialHex = serialHex
         self.sha256Hex = sha256Hex
         self.notAfter = notAfter
-        var override = NIOSSLContextConfigurationOverride()
-        override.certificateChain = certificateChain.map { .certificate($0) }
-        override.privateKey = .privateKey(privateKey)
-        self.contextOverride = override
+    }
+
+    /// The server context for `settings`, built now if it was not built before (expensive: call it off the
+    /// event loop, see ``CertificateSet/prepareContexts(for:)``).
+    /// - Throws: What BoringSSL reports when the context cannot be built.
+    func serverContext(for settings: ProxyTLSSettings) throws -> NIOSSLContext {
+        if let built = serverContexts.context(for: settings) { return built }
+        let context = try NIOSSLContext(
+            configuration: settings.makeTLSConfiguration(certificateChain: certificateChain, privateKey: privateKey))
+        serverContexts.store(context, for: settings)
+        return context
+    }
+}
+
+/// The `NIOSSLContext`s of one ``CertificateEntry``, by the TLS settings they were built with.
+final class ServerContexts: Sendable {
+    private let contexts = NIOLockedValueBox<[ProxyTLSSettings: NIOSSLContext]>([:])
+
+    func context(for settings: ProxyTLSSettings) -> NIOSSLContext? {
+        contexts.withLockedValue { $0[settings] }
+    }
+
+    func store(_ context: NIOSSLContext, for settings: ProxyTLSSettings) {
+        contexts.withLockedValue { $0[settings] = context }
     }
 }
 
@@ -53,7 +73,8 @@ public struct CertificateEntry: Sendable {
 ///
 /// Thread safety: every method may be called from any thread. Reads (``select(serverName:)``, called on the
 /// event loop during each handshake) take a lock and do no I/O; writes replace whole entries, so a handshake
-/// sees either the old or the new certificate, never a mix.
+/// sees either the old or the new certificate, never a mix. Each entry carries prebuilt `NIOSSLContext`s (one per
+/// frontend TLS settings), built by ``install(_:)`` and ``prepareContexts(for:)`` off the event loop.
 ///
 /// Selection: an exact DNS SAN (case-insensitive, trailing dot ignored), then a wildcard SAN covering one
 /// label (`*.example.org` matches `a.example.org`, not `a.b.example.org` nor `example.org`), then the default
@@ -80,6 +101,8 @@ public final class CertificateSet: Sendable {
     }
 
     private let state = NIOLockedValueBox(State())
+    /// The TLS settings of the frontends served, so an installed entry gets its contexts before it serves.
+    private let settingsInUse = NIOLockedValueBox<Set<ProxyTLSSettings>>([])
     /// The set served when SNI names nothing loaded (or no SNI was sent); `nil` means the first set by name.
     public let defaultName: String?
 
@@ -108,12 +131,39 @@ public final class CertificateSet: Sendable {
         }
     }
 
-    /// Adds or replaces the entry with the same name.
+    /// The prebuilt server context for a handshake with these settings: ``select(serverName:)``'s entry.
+    ///
+    /// Called on the event loop: a lookup, unless the context for `settings` was never built (settings first used
+    /// while the entry was being installed), in which case it is built here once.
+    /// - Parameters:
+    ///   - serverName: The SNI host name, if the client sent one.
+    ///   - settings: The frontend's TLS settings.
+    /// - Returns: `nil` when nothing is loaded or the context cannot be built.
+    func serverContext(serverName: String?, settings: ProxyTLSSettings) -> NIOSSLContext? {
+        guard let entry = select(serverName: serverName) else { return nil }
+        return try? entry.serverContext(for: settings)
+    }
+
+    /// Builds the server contexts for `settings` for every loaded entry, and for every entry installed later.
+    /// Expensive: call it off the event loop (the proxy does when it starts or is reconfigured).
+    /// - Parameter settings: A frontend's TLS settings.
+    /// - Throws: What BoringSSL reports when a context cannot be built.
+    public func prepareContexts(for settings: ProxyTLSSettings) throws {
+        settingsInUse.withLockedValue { _ = $0.insert(settings) }
+        let entries = state.withLockedValue { Array($0.entries.values) }
+        for entry in entries { _ = try entry.serverContext(for: settings) }
+    }
+
+    /// Adds or replaces the entry with the same name, after building its server contexts for the TLS settings
+    /// in use (so call it off the event loop).
     /// - Parameter entry: A verified entry (see ``CertificateLoader``).
     /// - Returns: The entry it replaced, if any.
     @discardableResult
     public func install(_ entry: CertificateEntry) -> CertificateEntry? {
-        state.withLockedValue { state in
+        for settings in settingsInUse.withLockedValue({ $0 }) {
+            _ = try? entry.serverContext(for: settings)
+        }
+        return state.withLockedValue { state in
             let old = state.entries.updateValue(entry, forKey: entry.name)
             state.reindex()
             return old

@@ -1,165 +1,107 @@
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOSSL
 import NIOTLS
-import NIOConcurrencyHelpers
 
-/// Closes a connection whose TLS handshake has not completed within the limit, and counts failed handshakes.
-/// Removes itself once the handshake is done.
-final class HandshakeTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = NIOAny
-
-    private let timeout: TimeAmount
-    private let counters: ProxyCounters
-    private let logger: Logger
-    private var timer: Scheduled<Void>?
-    private var failed = false
-
-    init(timeout: TimeAmount, counters: ProxyCounters, logger: Logger) {
-        self.timeout = timeout
-        self.counters = counters
-        self.logger = logger
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
-            self.fail(context: loopBound.value, reason: "no TLS handshake within \(self.timeout)")
-        }
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        timer?.cancel()
-        timer = nil
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let event = event as? TLSUserEvent, case .handshakeCompleted = event {
-            timer?.cancel()
-            timer = nil
-            context.fireUserInboundEventTriggered(event)
-            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
-            return
-        }
-        context.fireUserInboundEventTriggered(event)
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        fail(context: context, reason: "\(error)")
-    }
-
-    private func fail(context: ChannelHandlerContext, reason: String) {
-        guard !failed else { return }
-        failed = true
-        timer?.cancel()
-        counters.update { $0.handshakeFailures += 1 }
-        logger.debug("TLS handshake failed", metadata: ["tls.error": "\(reason)"])
-        context.close(promise: nil)
-    }
-}
-
-/// Closes a connection on which nothing was read or written for the idle limit (after an `IdleStateHandler`).
-final class IdleCloseHandler: ChannelInboundHandler {
-    typealias InboundIn = NIOAny
-
-    private let counters: ProxyCounters
-
-    init(counters: ProxyCounters) {
-        self.counters = counters
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent {
-            counters.update { $0.idleTimeouts += 1 }
-            context.close(promise: nil)
-            return
-        }
-        context.fireUserInboundEventTriggered(event)
-    }
-}
-
-/// Picks backends round-robin; shared by all connections of a frontend.
+/// Picks backends round-robin; shared by all connections of a frontend. IP literals are parsed once here, so a
+/// connection to them skips name resolution (and NIO's Happy Eyeballs machinery).
 final class BackendRotation: Sendable {
-    private let backends: [ProxyBackend]
-    private let next = NIOLockedValueBoxInt()
+    private let backends: [(backend: ProxyBackend, address: SocketAddress?)]
+    private let next = NIOLockedValueBox(0)
 
     init(_ backends: [ProxyBackend]) {
-        self.backends = backends
+        self.backends = backends.map { ($0, try? SocketAddress(ipAddress: $0.host, port: $0.port)) }
     }
 
-    func pick() -> ProxyBackend {
-        backends[next.increment() % backends.count]
-    }
-}
-
-/// A counter behind a lock (kept tiny so ``BackendRotation`` stays obviously `Sendable`).
-final class NIOLockedValueBoxInt: Sendable {
-    private let value = NIOLockedValueBox(0)
-
-    /// Returns the current value and adds one.
-    func increment() -> Int {
-        value.withLockedValue { current in
+    func pick() -> (backend: ProxyBackend, address: SocketAddress?) {
+        let index = next.withLockedValue { current in
             defer { current = current &+ 1 }
             return current & Int.max
         }
+        return backends[index % backends.count]
     }
 }
 
-/// Connects the client to a backend once it is ready (at accept for plain TCP, after the handshake for TLS),
-/// buffering what the client sends meanwhile, then installs a ``GlueHandler`` pair and removes itself.
-/// A backend that cannot be reached closes the client at once.
-final class BackendConnectHandler: ChannelDuplexHandler, RemovableChannelHandler {
+/// What one client connection needs before it is relayed: the handshake limit, the backend connection, and
+/// the counters. One handler instead of a handler per concern keeps the per-connection pipeline short.
+///
+/// TLS connections wait for the handshake (closed after `timeouts.handshake`); plain ones connect at once. What
+/// the client sends meanwhile is buffered and reads are held while the backend connects. A backend that cannot
+/// be reached closes the client at once. Once connected, a ``GlueHandler`` pair (which also applies the idle
+/// limit) replaces this handler.
+final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = NIOAny
 
     private enum State {
-        case waiting
+        case handshaking
         case connecting
         case glued
         case closed
     }
 
-    private let waitForHandshake: Bool
+    private let tls: Bool
     private let rotation: BackendRotation
-    private let connectTimeout: TimeAmount
+    private let timeouts: ProxyTimeouts
     private let counters: ProxyCounters
-    private var logger: Logger
-    private var state = State.waiting
+    private let logger: Logger
+    private var state: State
+    private var handshakeTimer: Scheduled<Void>?
+    private var backend: ProxyBackend?
     private var buffered: [ByteBuffer] = []
     private var inputClosedEarly = false
-    private var readPending = false
 
-    init(
-        waitForHandshake: Bool, rotation: BackendRotation, connectTimeout: TimeAmount, counters: ProxyCounters,
-        logger: Logger
-    ) {
-        self.waitForHandshake = waitForHandshake
+    init(tls: Bool, rotation: BackendRotation, timeouts: ProxyTimeouts, counters: ProxyCounters, logger: Logger) {
+        self.tls = tls
         self.rotation = rotation
-        self.connectTimeout = connectTimeout
+        self.timeouts = timeouts
         self.counters = counters
         self.logger = logger
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        if !waitForHandshake { connect(context: context) }
-        context.fireChannelActive()
+        self.state = tls ? .handshaking : .connecting
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        if !waitForHandshake, context.channel.isActive, case .waiting = state { connect(context: context) }
+        if tls {
+            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            handshakeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeouts.handshake) { [self] in
+                self.handshakeFailed(context: loopBound.value, reason: "no TLS handshake within \(self.timeouts.handshake)")
+            }
+        } else if context.channel.isActive {
+            connect(context: context)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        handshakeTimer?.cancel()
+        handshakeTimer = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if !tls, backend == nil { connect(context: context) }
+        context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         state = .closed
         buffered = []
+        handshakeTimer?.cancel()
         context.fireChannelInactive()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let tls = event as? TLSUserEvent, case .handshakeCompleted = tls, waitForHandshake, case .waiting = state {
+        if let tlsEvent = event as? TLSUserEvent, case .handshakeCompleted = tlsEvent, case .handshaking = state {
+            handshakeTimer?.cancel()
+            handshakeTimer = nil
+            state = .connecting
             connect(context: context)
         } else if let channelEvent = event as? ChannelEvent, case .inputClosed = channelEvent {
+            if case .handshaking = state {
+                // EOF before the handshake completed (a port probe, a client giving up): it never will.
+                handshakeFailed(context: context, reason: "client closed before the handshake completed")
+                return
+            }
             inputClosedEarly = true
         }
         context.fireUserInboundEventTriggered(event)
@@ -170,42 +112,51 @@ final class BackendConnectHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     func read(context: ChannelHandlerContext) {
-        // Reads must flow while the TLS handshake runs; while the backend connects, hold them.
-        if case .connecting = state {
-            readPending = true
-        } else {
-            context.read()
-        }
+        // Reads must flow while the TLS handshake runs; while the backend connects, hold them (the glue reads).
+        if case .handshaking = state { context.read() }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        logger.debug("client connection error", metadata: ["error": "\(error)"])
+        if case .handshaking = state {
+            handshakeFailed(context: context, reason: "\(error)")
+        } else {
+            logger.debug("client connection error", metadata: metadata(context, ["error": "\(error)"]))
+            context.close(promise: nil)
+        }
+    }
+
+    private func handshakeFailed(context: ChannelHandlerContext, reason: @autoclosure () -> String) {
+        guard case .handshaking = state else { return }
+        state = .closed
+        handshakeTimer?.cancel()
+        handshakeTimer = nil
+        counters.update { $0.handshakeFailures += 1 }
+        logger.debug("TLS handshake failed", metadata: metadata(context, ["tls.error": "\(reason())"]))
         context.close(promise: nil)
     }
 
     private func connect(context: ChannelHandlerContext) {
         state = .connecting
-        let backend = rotation.pick()
-        logger[metadataKey: "backend"] = "\(backend)"
+        let (backend, address) = rotation.pick()
+        self.backend = backend
         let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        ClientBootstrap(group: context.eventLoop)
-            .connectTimeout(connectTimeout)
+        let bootstrap = ClientBootstrap(group: context.eventLoop)
+            .connectTimeout(timeouts.backendConnect)
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .connect(host: backend.host, port: backend.port)
-            .assumeIsolated()
-            .whenComplete { [self] result in
-                let context = loopBound.value
-                switch result {
-                case .success(let backendChannel):
-                    self.glue(context: context, backend: backendChannel)
-                case .failure(let error):
-                    self.counters.update { $0.backendFailures += 1 }
-                    self.logger.warning("backend unreachable, closing the client", metadata: ["error": "\(error)"])
-                    self.state = .closed
-                    context.close(promise: nil)
-                }
+        let connecting = address.map { bootstrap.connect(to: $0) } ?? bootstrap.connect(host: backend.host, port: backend.port)
+        connecting.assumeIsolated().whenComplete { [self] result in
+            let context = loopBound.value
+            switch result {
+            case .success(let backendChannel):
+                self.glue(context: context, backend: backendChannel)
+            case .failure(let error):
+                self.counters.update { $0.backendFailures += 1 }
+                self.logger.warning("backend unreachable, closing the client", metadata: self.metadata(context, ["error": "\(error)"]))
+                self.state = .closed
+                context.close(promise: nil)
             }
+        }
     }
 
     private func glue(context: ChannelHandlerContext, backend: Channel) {
@@ -213,12 +164,12 @@ final class BackendConnectHandler: ChannelDuplexHandler, RemovableChannelHandler
             backend.close(promise: nil)
             return
         }
-        let (clientSide, backendSide) = GlueHandler.matchedPair()
+        let (clientSide, backendSide) = GlueHandler.matchedPair(idleTimeout: timeouts.idle, counters: counters)
         do {
             try backend.pipeline.syncOperations.addHandler(backendSide)
             try context.pipeline.syncOperations.addHandler(clientSide, position: .after(self))
         } catch {
-            logger.warning("cannot relay to the backend", metadata: ["error": "\(error)"])
+            logger.warning("cannot relay to the backend", metadata: metadata(context, ["error": "\(error)"]))
             backend.close(promise: nil)
             context.close(promise: nil)
             return
@@ -232,10 +183,19 @@ final class BackendConnectHandler: ChannelDuplexHandler, RemovableChannelHandler
             clientSide.adoptEarlyEOF()
             backend.close(mode: .output, promise: nil)
         }
-        logger.debug("relaying")
+        logger.trace("relaying", metadata: metadata(context, [:]))
         let channel = context.channel
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
         channel.read()
+    }
+
+    /// The connection's log metadata, built only when a message is actually logged (the address formatting
+    /// would otherwise cost every connection).
+    private func metadata(_ context: ChannelHandlerContext, _ extra: Logger.Metadata) -> Logger.Metadata {
+        var metadata = extra
+        metadata["client"] = "\(context.channel.remoteAddress?.description ?? "?")"
+        if let backend { metadata["backend"] = "\(backend)" }
+        return metadata
     }
 }
 

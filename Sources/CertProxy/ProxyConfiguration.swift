@@ -42,7 +42,8 @@ public struct ProxyTimeouts: Sendable, Hashable {
     }
 }
 
-/// TLS settings of a frontend. Certificates come from the ``CertificateSet``, chosen per handshake.
+/// TLS settings of a frontend. Certificates come from the ``CertificateSet``, chosen per handshake by SNI; every
+/// certificate gets one prebuilt `NIOSSLContext` per distinct settings value (see ``CertificateSet/prepareContexts(for:)``).
 public struct ProxyTLSSettings: Sendable, Hashable {
     /// ALPN protocols offered, in preference order (e.g. `["h2", "http/1.1"]`); empty for none.
     public var applicationProtocols: [String]
@@ -66,25 +67,17 @@ public struct ProxyTLSSettings: Sendable, Hashable {
         self.minimumVersion = minimumVersion
     }
 
-    /// The base server configuration: no certificate of its own, every handshake gets one from `certificates`
-    /// through `sslContextCallback` (a lock read, no I/O). A handshake for which nothing is loaded fails.
-    /// - Parameter certificates: Where certificates are chosen.
-    public func makeTLSConfiguration(certificates: CertificateSet) -> TLSConfiguration {
-        var configuration = TLSConfiguration.makeClientConfiguration()
-        configuration.certificateVerification = .none
-        configuration.certificateChain = []
-        configuration.privateKey = nil
+    /// The server configuration for one certificate: TLS 1.2 (or 1.3) to 1.3, modern TLS 1.2 suites, the ALPN list.
+    /// - Parameters:
+    ///   - certificateChain: Leaf then intermediates.
+    ///   - privateKey: The leaf's key.
+    public func makeTLSConfiguration(certificateChain: [NIOSSLCertificate], privateKey: NIOSSLPrivateKey) -> TLSConfiguration {
+        var configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: certificateChain.map { .certificate($0) }, privateKey: .privateKey(privateKey))
         configuration.minimumTLSVersion = minimumVersion == .tlsv13 ? .tlsv13 : .tlsv12
         configuration.maximumTLSVersion = .tlsv13
         configuration.cipherSuites = Self.modernTLS12Ciphers
         configuration.applicationProtocols = applicationProtocols
-        configuration.sslContextCallback = { values, promise in
-            if let entry = certificates.select(serverName: values.serverHostname) {
-                promise.succeed(entry.contextOverride)
-            } else {
-                promise.fail(ProxyError.noCertificate(serverName: values.serverHostname))
-            }
-        }
         return configuration
     }
 }

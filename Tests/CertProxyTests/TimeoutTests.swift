@@ -1,0 +1,56 @@
+import CertProxy
+import CertkeeperTestSupport
+import Foundation
+import NIOCore
+import Testing
+
+@Suite("Handshake and idle time limits")
+struct TimeoutTests {
+    @Test("a client that never completes the TLS handshake is closed and counted")
+    func handshakeTimeout() async throws {
+        let harness = try RelayHarness("hs-timeout")
+        defer { harness.fixture.remove() }
+        let backend = try await TestBackend.start()
+        let proxy = try await RunningProxy.start(
+            certificates: harness.certificates, backends: [backend.port],
+            timeouts: ProxyTimeouts(handshake: .milliseconds(300)), logger: harness.logs.logger)
+        do {
+            // Plain TCP against a TLS frontend: no ClientHello ever arrives.
+            let silent = try await TestClient.connect(port: proxy.port, rootPEM: nil, serverName: nil)
+            #expect(await silent.waitClosed(timeout: .seconds(30)))
+            #expect(proxy.server.stats.handshakeFailures == 1)
+            #expect(proxy.server.stats.relayed == 0)
+            await silent.close()
+        } catch {
+            await proxy.stop()
+            await backend.stop()
+            throw error
+        }
+        await proxy.stop()
+        await backend.stop()
+    }
+
+    @Test("a relayed connection with no traffic either way is closed after the idle limit and counted")
+    func idleTimeout() async throws {
+        let harness = try RelayHarness("idle-timeout")
+        defer { harness.fixture.remove() }
+        let backend = try await TestBackend.start()
+        let proxy = try await RunningProxy.start(
+            certificates: harness.certificates, backends: [backend.port],
+            timeouts: ProxyTimeouts(idle: .milliseconds(400)), logger: harness.logs.logger)
+        do {
+            let client = try await harness.connect(proxy)
+            try await client.send("hello\n")
+            #expect(await client.waitFor("hello\n"))
+            #expect(await client.waitClosed(timeout: .seconds(30)))
+            #expect(await eventually { proxy.server.stats.idleTimeouts == 1 && proxy.server.stats.active == 0 })
+            await client.close()
+        } catch {
+            await proxy.stop()
+            await backend.stop()
+            throw error
+        }
+        await proxy.stop()
+        await backend.stop()
+    }
+}
