@@ -21,6 +21,7 @@ struct Proxy: AsyncParsableCommand {
         Examples:
           certkeeper proxy --listen 127.0.0.1:8443 --cert /var/lib/certkeeper/live/web/bundle.pem --to 127.0.0.1:8080
           certkeeper proxy --listen 0.0.0.0:8883 --cert mqtt.pem --to 10.0.0.1:1883 --to 10.0.0.2:1883 --threads 2
+          certkeeper proxy --listen 0.0.0.0:443 --cert web.pem --to 127.0.0.1:8080 --alpn h2,http/1.1 --idle-timeout 60
         """
     )
 
@@ -39,6 +40,18 @@ struct Proxy: AsyncParsableCommand {
     @Option(name: .long, help: "Seconds open connections may continue after SIGTERM.")
     var grace: Int = 30
 
+    @Option(name: .long, help: ArgumentHelp("ALPN protocols to offer, in preference order (e.g. h2,http/1.1); none by default.", valueName: "list"))
+    var alpn: String?
+
+    @Option(name: .long, help: ArgumentHelp("Seconds a client may take to complete the TLS handshake.", valueName: "seconds"))
+    var handshakeTimeout: Double = 10
+
+    @Option(name: .long, help: ArgumentHelp("Seconds to wait for a backend connection before closing the client.", valueName: "seconds"))
+    var connectTimeout: Double = 5
+
+    @Option(name: .long, help: ArgumentHelp("Seconds without traffic in either direction before a connection is closed.", valueName: "seconds"))
+    var idleTimeout: Double = 300
+
     @Option(name: .long, help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
     var logLevel: String = "info"
 
@@ -55,6 +68,29 @@ struct Proxy: AsyncParsableCommand {
         guard (1...256).contains(threads) else { throw ValidationError("--threads: must be 1 to 256") }
         guard grace >= 0 else { throw ValidationError("--grace: must not be negative") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: '\(logLevel)' is not a level") }
+        if let alpn {
+            for name in alpn.split(separator: ",", omittingEmptySubsequences: false) {
+                guard !name.isEmpty, name.utf8.count <= 255, name.allSatisfy({ $0.isASCII && !$0.isWhitespace }) else {
+                    throw ValidationError("--alpn: '\(alpn)' is not a comma-separated list of protocol names (e.g. h2,http/1.1)")
+                }
+            }
+        }
+        for (flag, value) in [("--handshake-timeout", handshakeTimeout), ("--connect-timeout", connectTimeout), ("--idle-timeout", idleTimeout)] {
+            guard value.isFinite, value > 0, value <= 86_400 * 7 else {
+                throw ValidationError("\(flag): must be a number of seconds above 0 and at most 604800")
+            }
+        }
+    }
+
+    /// The ALPN list from `--alpn`.
+    var applicationProtocols: [String] {
+        alpn.map { $0.split(separator: ",").map(String.init) } ?? []
+    }
+
+    /// The time limits from the timeout flags.
+    var timeouts: ProxyTimeouts {
+        func amount(_ seconds: Double) -> TimeAmount { .nanoseconds(Int64((seconds * 1e9).rounded())) }
+        return ProxyTimeouts(handshake: amount(handshakeTimeout), backendConnect: amount(connectTimeout), idle: amount(idleTimeout))
     }
 
     func run() async throws {
@@ -72,7 +108,9 @@ struct Proxy: AsyncParsableCommand {
         guard refused.isEmpty else {
             throw CommandFailure.usage(refused.map { "\($0)" })
         }
-        let frontend = ProxyFrontend(name: "proxy", host: listenAddress.host, port: listenAddress.port, backends: backends)
+        let frontend = ProxyFrontend(
+            name: "proxy", host: listenAddress.host, port: listenAddress.port,
+            tls: ProxyTLSSettings(applicationProtocols: applicationProtocols), backends: backends, timeouts: timeouts)
         let service = ProxyService(frontends: [frontend], certificates: certificates, reloader: reloader, threads: threads, grace: .seconds(grace), logger: logger)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: service)],
