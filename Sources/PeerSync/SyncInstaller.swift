@@ -100,7 +100,6 @@ public actor SyncInstaller {
                 }
             }
             meta = try store.install(verified, name: entry.name, issuedBy: issuedBy, now: clock())
-            try? store.pruneVersions(name: entry.name)
         } catch {
             return fail("\(error)", log)
         }

@@ -81,7 +81,8 @@ enum DaemonProxy {
     static func make(_ configuration: CertkeeperConfiguration, store: CertificateStore, logger: Logger) throws -> ProxyService? {
         guard let settings = configuration.proxy, !settings.frontends.isEmpty else { return nil }
         let certificates = CertificateSet(defaultName: settings.defaultCertificate)
-        let reloader = CertificateReloader(sources: [.store(root: store.root)], certificates: certificates, logger: logger)
+        // The store swaps live/<name> with one rename, so there is no burst of writes to wait out: 10 ms is enough.
+        let reloader = CertificateReloader(sources: [.store(root: store.root)], certificates: certificates, debounce: .milliseconds(10), logger: logger)
         for refused in reloader.loadAll() {
             logger.warning("certificate not served", metadata: ["error": "\(refused)"])
         }
