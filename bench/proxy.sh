@@ -14,15 +14,16 @@
 # CPU placement: both proxies on core $PROXY_CPU; wrk, nginx and the idle client on core $LOAD_CPU.
 # Tests alternate HAProxy and certkeeper run by run so background load on a shared machine hits both alike.
 # Prints a table with ratios (certkeeper / HAProxy); not a test: nothing here asserts timings.
-# Usage: bench/proxy.sh [path/to/certkeeper]   (default: builds release)
+# Usage: bench/proxy.sh [path/to/certkeeper]   (default: builds release with --static-swift-stdlib into .build-static)
 #   env: DURATION=10 CONNS=32 LAT_RATE=5000 IDLE=5000 SWAPS=100 SWAP_INTERVAL=0.1 PROXY_CPU=0 LOAD_CPU=1 KEEP_WORK=1 (keep the work dir)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 BIN=${1:-}
 if [ -z "$BIN" ]; then
-  swift build -c release --product certkeeper >/dev/null
-  BIN=$ROOT/.build/release/certkeeper
+  # The release build operators install (README): Swift runtime and Foundation linked in, one file to copy.
+  swift build -c release --product certkeeper --static-swift-stdlib --scratch-path "$ROOT/.build-static" >/dev/null
+  BIN=$ROOT/.build-static/release/certkeeper
 fi
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-32}
