@@ -39,11 +39,11 @@ struct TimeoutTests {
             certificates: harness.certificates, backends: [backend.port],
             timeouts: ProxyTimeouts(idle: .milliseconds(400)), logger: harness.logs.logger)
         do {
+            // Nothing is sent: on a loaded machine even the first message could come after the 400 ms limit.
             let client = try await harness.connect(proxy)
-            try await client.send("hello\n")
-            #expect(await client.waitFor("hello\n"))
             #expect(await client.waitClosed(timeout: .seconds(30)))
             #expect(await eventually { proxy.server.stats.idleTimeouts == 1 && proxy.server.stats.active == 0 })
+            #expect(proxy.server.stats.relayed == 1, "the connection should have reached the relay before going idle")
             await client.close()
         } catch {
             await proxy.stop()

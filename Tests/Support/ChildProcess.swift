@@ -45,6 +45,9 @@ final class ChildProcess: Sendable {
         } else {
             posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0o644)
         }
+        // No other descriptor reaches the child: a test's NIO sockets are not close-on-exec, and a child holding a
+        // copy of one would keep that connection open (no FIN) after the test closed it.
+        _ = addCloseFromAction?(&actions, 3)
         if let currentDirectory {
             guard let addChdir = addChdirAction else {
                 throw TestSupportError.launchFailed(
@@ -86,6 +89,13 @@ final class ChildProcess: Sendable {
     private typealias AddChdir = @convention(c) (
         UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>
     ) -> Int32
+
+    private typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+
+    /// glibc ≥ 2.34 has `posix_spawn_file_actions_addclosefrom_np`, which the Glibc module does not export.
+    private static var addCloseFromAction: AddCloseFrom? {
+        dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np").map { unsafeBitCast($0, to: AddCloseFrom.self) }
+    }
 
     /// glibc ≥ 2.29 has `posix_spawn_file_actions_addchdir_np`, but the Glibc module does not export it.
     private static var addChdirAction: AddChdir? {
