@@ -19,7 +19,7 @@ enum ExitStatus {
 struct Certkeeper: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "certkeeper",
-        abstract: "Obtain, renew, store and deploy TLS certificates from an ACME CA.",
+        abstract: "Renew TLS certificates over ACME, sync them between nodes over mutual TLS, and serve them through a TLS proxy.",
         discussion: """
         Exit codes: 0 all good or nothing due; 1 a certificate failed (or is backing off, or a hook failed); \
         2 usage or configuration error.
