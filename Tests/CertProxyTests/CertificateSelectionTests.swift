@@ -21,7 +21,7 @@ struct CertificateSelectionTests {
 
         let backend = try await TestBackend.start(.http)
         let proxy = try await RunningProxy.start(certificates: certificates, backends: [backend.port], logger: logs.logger)
-        do {
+        try await stopping(proxy, backend) {
             #expect(try await servedSerial(port: proxy.port, serverName: "web.example.org") == web.certificate.serialNumber)
             #expect(try await servedSerial(port: proxy.port, serverName: "WEB.Example.org") == web.certificate.serialNumber)
             #expect(try await servedSerial(port: proxy.port, serverName: "a.apps.example.org") == wild.certificate.serialNumber)
@@ -35,13 +35,7 @@ struct CertificateSelectionTests {
                 #expect(response.exitCode == 0, "\(response.stderr)")
                 #expect(response.body == "hello from backend\n")
             }
-        } catch {
-            await proxy.stop()
-            await backend.stop()
-            throw error
         }
-        await proxy.stop()
-        await backend.stop()
     }
 
     @Test("TLS 1.1 is refused, TLS 1.2 and 1.3 are accepted")
@@ -54,7 +48,7 @@ struct CertificateSelectionTests {
         CertificateReloader(storeRoot: fixture.root, certificates: certificates, logger: logs.logger).loadAll()
         let backend = try await TestBackend.start()
         let proxy = try await RunningProxy.start(certificates: certificates, backends: [backend.port], logger: logs.logger)
-        do {
+        try await stopping(proxy, backend) {
             // SECLEVEL=0 lets OpenSSL 3 offer TLS 1.1 at all, so a refusal is the proxy's.
             let old = try await sClient(
                 port: proxy.port, serverName: "web.example.org", extra: ["-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"])
@@ -72,12 +66,6 @@ struct CertificateSelectionTests {
             let weak = try await sClient(
                 port: proxy.port, serverName: "web.example.org", extra: ["-tls1_2", "-cipher", "AES128-SHA"])
             #expect(weak.exitCode != 0)
-        } catch {
-            await proxy.stop()
-            await backend.stop()
-            throw error
         }
-        await proxy.stop()
-        await backend.stop()
     }
 }

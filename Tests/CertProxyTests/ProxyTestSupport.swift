@@ -294,3 +294,23 @@ func curlThroughProxy(name: String, port: Int, caBundlePath: String) async throw
         timeout: 10)
     return (result.exitCode, result.stdout, result.stderr)
 }
+
+/// Something a test starts and must stop, whatever happens.
+protocol Stoppable {
+    func stop() async
+}
+
+extension RunningProxy: Stoppable {}
+extension TestBackend: Stoppable {}
+
+/// Runs `body`, then stops `parts` in order, also when `body` throws.
+func stopping<T>(_ parts: any Stoppable..., body: () async throws -> T) async throws -> T {
+    do {
+        let result = try await body()
+        for part in parts { await part.stop() }
+        return result
+    } catch {
+        for part in parts { await part.stop() }
+        throw error
+    }
+}

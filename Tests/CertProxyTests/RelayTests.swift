@@ -33,7 +33,7 @@ struct RelayTests {
         // Round-robin: the first connection goes to the dead port, the second to the live backend.
         let proxy = try await RunningProxy.start(
             certificates: harness.certificates, backends: [downPort, backend.port], logger: harness.logs.logger)
-        do {
+        try await stopping(proxy, backend) {
             let first = try await harness.connect(proxy)
             try? await first.send("lost\n")
             #expect(await first.waitClosed(timeout: .seconds(10)))
@@ -47,13 +47,7 @@ struct RelayTests {
             await second.close()
             #expect(proxy.server.stats.backendFailures == 1)
             #expect(harness.logs.all.contains { $0.contains("backend unreachable") && $0.contains("127.0.0.1:\(downPort)") })
-        } catch {
-            await proxy.stop()
-            await backend.stop()
-            throw error
         }
-        await proxy.stop()
-        await backend.stop()
     }
 
     @Test("half-close over TLS: the client ends its output and still receives the backend's full answer")
@@ -73,7 +67,7 @@ struct RelayTests {
         let proxy = try await RunningProxy.start(
             certificates: harness.certificates, backends: [backend.port], tls: tls ? ProxyTLSSettings() : nil,
             logger: harness.logs.logger)
-        do {
+        try await stopping(proxy, backend) {
             let client = try await harness.connect(proxy, tls: tls, halfClosure: true)
             try await client.send("request\n")
             try await client.closeOutput()
@@ -81,13 +75,7 @@ struct RelayTests {
             #expect(await client.waitFor("request\nBYE\n"), "received: \(client.text)")
             #expect(await client.waitClosed())
             await client.close()
-        } catch {
-            await proxy.stop()
-            await backend.stop()
-            throw error
         }
-        await proxy.stop()
-        await backend.stop()
     }
 
     @Test("shutdown(grace:) refuses new connections and lets an open one finish")

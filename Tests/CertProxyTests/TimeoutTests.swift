@@ -14,20 +14,14 @@ struct TimeoutTests {
         let proxy = try await RunningProxy.start(
             certificates: harness.certificates, backends: [backend.port],
             timeouts: ProxyTimeouts(handshake: .milliseconds(300)), logger: harness.logs.logger)
-        do {
+        try await stopping(proxy, backend) {
             // Plain TCP against a TLS frontend: no ClientHello ever arrives.
             let silent = try await TestClient.connect(port: proxy.port, rootPEM: nil, serverName: nil)
             #expect(await silent.waitClosed(timeout: .seconds(30)))
             #expect(proxy.server.stats.handshakeFailures == 1)
             #expect(proxy.server.stats.relayed == 0)
             await silent.close()
-        } catch {
-            await proxy.stop()
-            await backend.stop()
-            throw error
         }
-        await proxy.stop()
-        await backend.stop()
     }
 
     @Test("a relayed connection with no traffic either way is closed after the idle limit and counted")
@@ -38,19 +32,13 @@ struct TimeoutTests {
         let proxy = try await RunningProxy.start(
             certificates: harness.certificates, backends: [backend.port],
             timeouts: ProxyTimeouts(idle: .milliseconds(400)), logger: harness.logs.logger)
-        do {
+        try await stopping(proxy, backend) {
             // Nothing is sent: on a loaded machine even the first message could come after the 400 ms limit.
             let client = try await harness.connect(proxy)
             #expect(await client.waitClosed(timeout: .seconds(30)))
             #expect(await eventually { proxy.server.stats.idleTimeouts == 1 && proxy.server.stats.active == 0 })
             #expect(proxy.server.stats.relayed == 1, "the connection should have reached the relay before going idle")
             await client.close()
-        } catch {
-            await proxy.stop()
-            await backend.stop()
-            throw error
         }
-        await proxy.stop()
-        await backend.stop()
     }
 }
