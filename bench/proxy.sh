@@ -48,15 +48,8 @@ HAP_MAXCONN=$(( $(ulimit -n) >= 20100 ? 10000 : ($(ulimit -n) - 100) / 2 ))
 
 WORK=$(mktemp -d /tmp/certkeeper-proxybench.XXXXXX)
 STARTED=()   # pids of long-running processes this script started
-stop() {     # stop PID...: SIGTERM, wait up to 5 s each, then SIGKILL
-  local pid
-  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "$@"; do
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-}
+# shellcheck source=bench/lib/process.sh
+source "$ROOT/bench/lib/process.sh"   # stop PID...
 cleanup() {
   local workers=()
   [ -n "${HAP_MASTER:-}" ] && mapfile -t workers < <(pgrep -P "$HAP_MASTER" || true)

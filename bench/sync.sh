@@ -53,15 +53,8 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$WORK/pki" "$WORK/bundles" "$WORK/results"
 
-stop() { # stop PID...: SIGTERM, wait up to 5 s each, then SIGKILL
-  local pid
-  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "$@"; do
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-}
+# shellcheck source=bench/lib/process.sh
+source "$ROOT/bench/lib/process.sh"   # stop PID...
 
 # --- certificates -------------------------------------------------------------------------------------------------
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=sync bench root" \
