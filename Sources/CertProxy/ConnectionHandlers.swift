@@ -10,6 +10,8 @@ import NIOTLS
 final class BackendRotation: Sendable {
     private let backends: [(backend: ProxyBackend, address: SocketAddress?)]
     private let next = NIOLockedValueBox(0)
+    /// One "backend unreachable" warning per backend per 10 s; the rest go to debug.
+    let failureWarnings = WarningThrottle()
 
     init(_ backends: [ProxyBackend]) {
         self.backends = backends.map { ($0, try? SocketAddress(ipAddress: $0.host, port: $0.port)) }
@@ -152,7 +154,13 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
                 self.glue(context: context, backend: backendChannel)
             case .failure(let error):
                 self.counters.update { $0.backendFailures += 1 }
-                self.logger.warning("backend unreachable, closing the client", metadata: self.metadata(context, ["error": "\(error)"]))
+                if let heldBack = self.rotation.failureWarnings.admit(backend.description) {
+                    var extra: Logger.Metadata = ["error": "\(error)"]
+                    if heldBack > 0 { extra["backend.failures_not_logged"] = "\(heldBack)" }
+                    self.logger.warning("backend unreachable, closing the client", metadata: self.metadata(context, extra))
+                } else {
+                    self.logger.debug("backend unreachable, closing the client", metadata: self.metadata(context, ["error": "\(error)"]))
+                }
                 self.state = .closed
                 context.close(promise: nil)
             }
