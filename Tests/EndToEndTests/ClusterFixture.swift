@@ -34,11 +34,12 @@ final class ClusterFixture: @unchecked Sendable {
     /// - Parameters:
     ///   - roles: One role per node (`renewer`, `follower`, `standby`).
     ///   - pebbleOn: Node indexes (1-based) that get a Pebble.
-    ///   - pebbleOptions: Pebble's options.
+    ///   - pebbleOptions: Pebble's options, for every node's Pebble unless `pebbleOptionsByNode` names the node.
+    ///   - pebbleOptionsByNode: Options for particular nodes' Pebbles.
     ///   - clusterExtra: Extra YAML lines under `cluster:` (indented two spaces).
     static func make(
         label: String, roles: [String], pebbleOn: [Int], pebbleOptions: PebbleServer.Options = PebbleServer.Options(alwaysValid: true),
-        clusterExtra: String = ""
+        pebbleOptionsByNode: [Int: PebbleServer.Options] = [:], clusterExtra: String = ""
     ) async throws -> ClusterFixture {
         let network = try await TestNetwork.create(nodes: roles.count, label: label)
         let fixture: ClusterFixture
@@ -47,7 +48,8 @@ final class ClusterFixture: @unchecked Sendable {
             fixture.clusterExtra = clusterExtra
             for (offset, role) in roles.enumerated() { fixture.roles[offset + 1] = role }
             for index in pebbleOn {
-                fixture.pebbles[index] = try await PebbleServer.start(in: network.nodes[index - 1], of: network, options: pebbleOptions)
+                fixture.pebbles[index] = try await PebbleServer.start(
+                    in: network.nodes[index - 1], of: network, options: pebbleOptionsByNode[index] ?? pebbleOptions)
             }
             try await fixture.makeIdentities()
         } catch {
@@ -192,9 +194,11 @@ final class ClusterFixture: @unchecked Sendable {
 /// Runs `body` with a fixture and always destroys it.
 func withCluster(
     label: String, roles: [String], pebbleOn: [Int], pebbleOptions: PebbleServer.Options = PebbleServer.Options(alwaysValid: true),
-    clusterExtra: String = "", _ body: (ClusterFixture) async throws -> Void
+    pebbleOptionsByNode: [Int: PebbleServer.Options] = [:], clusterExtra: String = "", _ body: (ClusterFixture) async throws -> Void
 ) async throws {
-    let fixture = try await ClusterFixture.make(label: label, roles: roles, pebbleOn: pebbleOn, pebbleOptions: pebbleOptions, clusterExtra: clusterExtra)
+    let fixture = try await ClusterFixture.make(
+        label: label, roles: roles, pebbleOn: pebbleOn, pebbleOptions: pebbleOptions, pebbleOptionsByNode: pebbleOptionsByNode,
+        clusterExtra: clusterExtra)
     do {
         try await body(fixture)
     } catch {

@@ -74,11 +74,14 @@ struct ClusterSyncTests {
 
     @Test("a standby takes over while the renewer is stopped, not while it answers; the newer certificate wins everywhere")
     func standbyTakeover() async throws {
-        // 60-second certificates are due 30 s after issuance (half the lifetime under 10 days).
+        // The renewer's 60-second certificates are due 30 s after issuance (half the lifetime under 10 days). The
+        // standby's own CA issues 20-minute ones, so its takeover certificate cannot fall due again (and be renewed
+        // again, legitimately, while the returning renewer is not yet seen) during a slow run of the rest of the test.
         try await withCluster(
             label: "standby", roles: ["renewer", "follower", "standby"], pebbleOn: [1, 3],
             pebbleOptions: PebbleServer.Options(alwaysValid: true, certificateValidityPeriod: 60),
-            clusterExtra: "  takeover_after: 2s\n  takeover_margin: 0"
+            pebbleOptionsByNode: [3: PebbleServer.Options(alwaysValid: true, certificateValidityPeriod: 1200)],
+            clusterExtra: "  takeover_after: 4s\n  takeover_margin: 0"
         ) { cluster in
             for index in 1...3 { try await cluster.startDaemon(index) }
             let first = try await cluster.cli(1, ["force-renew", ClusterFixture.certificateName])
