@@ -314,3 +314,8 @@ func stopping<T>(_ parts: any Stoppable..., body: () async throws -> T) async th
         throw error
     }
 }
+
+extension ProxyServer: Stoppable {
+    /// Closes everything at once (tests do not drain).
+    func stop() async { await shutdown(grace: .zero) }
+}

@@ -15,7 +15,7 @@ private func frontend(
 }
 
 /// Echo backend `echo` answers `x\n` with `x\n`; HTTP backend `http` answers anything with "hello from backend".
-private struct Backends {
+private struct Backends: Stoppable {
     let echo: TestBackend
     let http: TestBackend
 
@@ -40,7 +40,7 @@ struct ReconfigureTests {
         let server = try await ProxyServer.start(
             frontends: [frontend("web", port: port, backends: [backends.echo.port])], certificates: harness.certificates,
             threads: 1, logger: harness.logs.logger)
-        do {
+        try await stopping(server, backends) {
             let open = try await TestClient.connect(port: port, rootPEM: harness.fixture.rootPEM, serverName: "web.example.org")
             try await open.send("before\n")
             #expect(await open.waitFor("before\n"))
@@ -71,13 +71,7 @@ struct ReconfigureTests {
             try await open.send("still\n")
             #expect(await open.waitFor("before\nafter\nstill\n"), "received: \(open.text)")
             await open.close()
-        } catch {
-            await server.shutdown(grace: .zero)
-            await backends.stop()
-            throw error
         }
-        await server.shutdown(grace: .zero)
-        await backends.stop()
     }
 
     @Test("a removed frontend refuses new connections while its open one continues; an added and a moved one accept")
@@ -95,7 +89,7 @@ struct ReconfigureTests {
                 frontend("mqtt", port: mqttPort, backends: [backends.echo.port]),
             ],
             certificates: harness.certificates, threads: 1, logger: harness.logs.logger)
-        do {
+        try await stopping(server, backends) {
             let onRemoved = try await TestClient.connect(port: webPort, rootPEM: harness.fixture.rootPEM, serverName: "web.example.org")
             try await onRemoved.send("one\n")
             #expect(await onRemoved.waitFor("one\n"))
@@ -130,13 +124,7 @@ struct ReconfigureTests {
             await onRemoved.close()
             await onMoved.close()
             #expect(harness.logs.all.contains { $0.contains("proxy frontend closed") && $0.contains("frontend=web") })
-        } catch {
-            await server.shutdown(grace: .zero)
-            await backends.stop()
-            throw error
         }
-        await server.shutdown(grace: .zero)
-        await backends.stop()
     }
 
     @Test("a frontend that cannot bind leaves the old configuration serving and throws bindFailed")
