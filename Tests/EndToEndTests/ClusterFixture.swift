@@ -135,7 +135,9 @@ final class ClusterFixture: @unchecked Sendable {
     }
 
     /// The daemon log of node `index`, for failure messages.
-    func daemonLog(_ index: Int) -> String { daemons[index]?.logTail(lines: 40) ?? "(not running)" }
+    func daemonLog(_ index: Int) -> String {
+        (daemons[index]?.logTail(lines: 60) ?? "(not running)").split(separator: "\n").filter { !$0.contains("backend unreachable") && !$0.contains("client connection error") }.joined(separator: "\n")
+    }
 
     /// Runs `certkeeper <arguments> --config <node's config>` inside node `index`.
     func cli(_ index: Int, _ arguments: [String], timeout: Double = 120) async throws -> (exitCode: Int32, stdout: String, stderr: String) {

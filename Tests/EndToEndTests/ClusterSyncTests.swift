@@ -109,7 +109,8 @@ struct ClusterSyncTests {
             #expect(third.exitCode == 0, "force-renew: \(third.stderr)")
             let s3 = try #require(cluster.installed(1)).serial
             for index in 2...3 {
-                #expect(await cluster.waitUntilServed(index, serial: s3), "n\(index) does not serve \(s3)")
+                #expect(await cluster.waitUntilServed(index, serial: s3),
+                        "n\(index) does not serve \(s3); it holds \(cluster.installed(index).map { "\($0.serial) from \($0.issuedBy)" } ?? "nothing"):\n\(cluster.daemonLog(index))\nn1:\n\(cluster.daemonLog(1))")
             }
             #expect(cluster.installed(3)?.issuedBy == "n1")
         }
