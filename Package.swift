@@ -68,13 +68,25 @@ let package = Package(
             name: "CertHooks",
             dependencies: [.product(name: "Logging", package: "swift-log")]
         ),
-        // Orchestration: lock, check again, order, verify, install, hooks.
+        // The built-in CA of `issuer: internal`: a root in the state directory that signs leaf certificates.
+        .target(
+            name: "InternalCA",
+            dependencies: [
+                "CertStore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ]
+        ),
+        // Orchestration: lock, check again, order (or sign internally), verify, install, hooks.
         .target(
             name: "Renewal",
             dependencies: [
-                "ACMEProtocol", "ACMEClient", "CertStore", "RenewalPolicy", "CertkeeperConfig", "CertHooks",
+                "ACMEProtocol", "ACMEClient", "CertStore", "RenewalPolicy", "CertkeeperConfig", "CertHooks", "InternalCA",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         // inotify on the store (kernel API through Glibc), debounced, with overflow rescans.
@@ -127,6 +139,7 @@ let package = Package(
             name: "certkeeper",
             dependencies: [
                 "Renewal", "CertkeeperConfig", "CertStore", "RenewalPolicy", "CertProxy", "ClusterTrust", "PeerSync",
+                "InternalCA", "CertHooks",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -165,6 +178,16 @@ let package = Package(
             ]
         ),
         .testTarget(name: "CertkeeperConfigTests", dependencies: ["CertkeeperConfig"]),
+        .testTarget(
+            name: "InternalCATests",
+            dependencies: [
+                "InternalCA", "Renewal", "RenewalPolicy", "CertStore", "CertkeeperConfig",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(name: "CertHooksTests", dependencies: ["CertHooks"]),
         .testTarget(name: "StoreWatchTests", dependencies: ["StoreWatch"]),
         .testTarget(

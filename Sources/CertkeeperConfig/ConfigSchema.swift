@@ -2,11 +2,12 @@
 /// its name to ``topLevel``, a key list here, a field on ``CertkeeperConfiguration`` and one section function in
 /// `ConfigSections.swift` called from ``ConfigReader/configuration(from:)``.
 enum ConfigSchema {
-    static let topLevel = ["state_dir", "node_name", "keep_versions", "acme", "renew", "certificates", "hooks", "cluster", "proxy"]
+    static let topLevel = ["state_dir", "node_name", "keep_versions", "acme", "internal_ca", "renew", "certificates", "hooks", "cluster", "proxy"]
     static let acme = ["directory", "email", "ca_bundle", "eab", "profile", "request_timeout", "order_timeout"]
     static let externalAccountBinding = ["kid", "hmac_key"]
+    static let internalCA = ["name", "leaf_lifetime", "root_lifetime"]
     static let renew = ["random_sleep", "concurrency", "lock_timeout", "http01_listen"]
-    static let certificate = ["name", "domains", "key_type", "challenge", "renew_before", "profile", "hooks"]
+    static let certificate = ["name", "domains", "issuer", "key_type", "challenge", "renew_before", "profile", "hooks"]
     static let http01Challenge = ["type", "webroot", "listen"]
     static let dns01Challenge = ["type", "hook", "propagation_delay", "timeout"]
     static let anyChallenge = http01Challenge + dns01Challenge.filter { !http01Challenge.contains($0) }
@@ -24,6 +25,7 @@ enum ConfigSchema {
         add("", topLevel)
         add("acme", acme)
         add("acme.eab", externalAccountBinding)
+        add("internal_ca", internalCA)
         add("renew", renew)
         add("certificates[]", certificate)
         add("certificates[].challenge", anyChallenge)

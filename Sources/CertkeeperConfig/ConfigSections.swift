@@ -29,9 +29,16 @@ extension ConfigReader {
         let keepVersions = optional(top, "keep_versions") {
             integer($0, at: $1, in: CertkeeperConfiguration.keepVersionsRange)
         }
-        let acme = acmeSettings(top["acme"], at: .root.key("acme"), parentMark: top.mark)
+        let acme = acmeSettings(top["acme"], at: .root.key("acme"))
+        let internalCA = internalCASettings(top["internal_ca"], at: .root.key("internal_ca"), parentMark: top.mark)
         let renew = renewSettings(top["renew"], at: .root.key("renew"), parentMark: top.mark)
         let certificates = certificateSpecs(top["certificates"], at: .root.key("certificates"))
+        if acme == nil, let index = certificates.firstIndex(where: { $0.issuer == .acme })
+        {
+            report(.root.key("acme"), "required key is missing: certificates[\(index)] ('\(certificates[index].name)') "
+                + "uses issuer: acme (the default); add an acme: section with a directory, or set issuer: internal",
+                   mark: top["acme"]?.mark ?? top.mark)
+        }
         let hooks = hookSettings(top["hooks"], at: .root.key("hooks"), parentMark: top.mark)
         let cluster = clusterSettings(top["cluster"], at: .root.key("cluster"), nodeName: nodeName)
         let proxy = proxySettings(top["proxy"], at: .root.key("proxy"))
@@ -47,6 +54,7 @@ extension ConfigReader {
             nodeName: nodeName,
             keepVersions: keepVersions ?? CertkeeperConfiguration.defaultKeepVersions,
             acme: acme,
+            internalCA: internalCA,
             renew: renew,
             certificates: certificates,
             hooks: hooks,
@@ -57,11 +65,11 @@ extension ConfigReader {
 
     // MARK: acme
 
-    /// The `acme:` section. Required, because `acme.directory` is.
-    func acmeSettings(_ node: Node?, at path: ConfigPath, parentMark: Mark?) -> ACMESettings {
-        guard let map = section(node, at: path, keys: ConfigSchema.acme, parentMark: parentMark) else {
-            return ACMESettings(directoryURL: "")
-        }
+    /// The `acme:` section; `nil` when absent or empty (the caller decides whether a certificate needs it).
+    /// When present, `acme.directory` is required.
+    func acmeSettings(_ node: Node?, at path: ConfigPath) -> ACMESettings? {
+        guard let node, !Self.isNull(node) else { return nil }
+        guard let map = mapping(node, at: path, keys: ConfigSchema.acme) else { return .unconfigured }
         let directory = required(map, "directory") {
             checkedString($0, at: $1, isNot: "a valid ACME directory URL", Syntax.httpsURLProblem)
         }
@@ -118,6 +126,44 @@ extension ConfigReader {
         return ExternalAccountBinding(keyID: keyID, hmacKey: hmacKey)
     }
 
+    // MARK: internal_ca
+
+    /// The `internal_ca:` section; every key has a default.
+    func internalCASettings(_ node: Node?, at path: ConfigPath, parentMark: Mark?) -> InternalCASettings {
+        guard let map = section(node, at: path, keys: ConfigSchema.internalCA, parentMark: parentMark) else {
+            return InternalCASettings()
+        }
+        let name = optional(map, "name") { node, path -> String? in
+            guard let text = string(node, at: path) else { return nil }
+            let trimmed = text.trimmingCharacters(in: .whitespaces)
+            if trimmed.isEmpty {
+                report(path, "must not be blank", node: node)
+                return nil
+            }
+            if trimmed.count > InternalCASettings.maximumNameLength {
+                report(path, "must be at most \(InternalCASettings.maximumNameLength) characters (it becomes the root's "
+                    + "common name), got \(trimmed.count)", node: node)
+                return nil
+            }
+            if trimmed.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+                report(path, "must not contain control characters", node: node)
+                return nil
+            }
+            return trimmed
+        }
+        let leafLifetime = optional(map, "leaf_lifetime", timeout) ?? InternalCASettings.defaultLeafLifetime
+        let rootLifetime = optional(map, "root_lifetime", timeout) ?? InternalCASettings.defaultRootLifetime
+        if leafLifetime < InternalCASettings.minimumLeafLifetime, let leafNode = map["leaf_lifetime"] {
+            report(path.key("leaf_lifetime"), "must be at least 1h (leaves are backdated 5 minutes for clock skew)",
+                   node: leafNode)
+        } else if rootLifetime < leafLifetime, let rootNode = map["root_lifetime"] {
+            report(path.key("root_lifetime"),
+                   "must be at least internal_ca.leaf_lifetime (\(Self.seconds(leafLifetime)))", node: rootNode)
+        }
+        return InternalCASettings(
+            name: name ?? InternalCASettings.defaultName, leafLifetime: leafLifetime, rootLifetime: rootLifetime)
+    }
+
     // MARK: renew
 
     /// The `renew:` section; every key has a default.
@@ -161,17 +207,29 @@ extension ConfigReader {
             }
         }
 
+        let issuer = optional(map, "issuer") { choice($0, at: $1, of: CertificateIssuer.self) } ?? .acme
         let challenge: ChallengeSpec?
-        if let challengeNode = map["challenge"], !Self.isNull(challengeNode) {
+        if issuer == .internalCA {
+            // The internal CA asks for no proof; ACME-only keys would silently do nothing, so they are errors.
+            for key in ["challenge", "profile"] {
+                if let keyNode = map[key], !Self.isNull(keyNode) {
+                    report(path.key(key), "only used with issuer: acme; this certificate uses issuer: internal", node: keyNode)
+                }
+            }
+            challenge = .http01(HTTP01Settings())
+        } else if let challengeNode = map["challenge"], !Self.isNull(challengeNode) {
             challenge = self.challenge(challengeNode, at: path.key("challenge"))
         } else {
             challenge = .http01(HTTP01Settings())
         }
-        let domains = required(map, "domains") { domainList($0, at: $1, challenge: challenge) }
+        let domains = required(map, "domains") { node, path in
+            issuer == .internalCA ? internalNameList(node, at: path) : domainList(node, at: path, challenge: challenge)
+        }
 
         return CertificateSpec(
             name: name ?? "",
             domains: domains ?? [],
+            issuer: issuer,
             keyType: optional(map, "key_type") { choice($0, at: $1, of: KeyType.self) } ?? .ec256,
             challenge: challenge ?? .http01(HTTP01Settings()),
             renewBefore: optional(map, "renew_before", timeout),
@@ -206,6 +264,31 @@ extension ConfigReader {
             domains.append(domain)
         }
         return domains
+    }
+
+    /// `certificates[i].domains` of an internal certificate: lower-cased DNS names (one label allowed, wildcards
+    /// allowed) and IP addresses in canonical form, unique.
+    func internalNameList(_ node: Node, at path: ConfigPath) -> [String]? {
+        guard let items = list(node, at: path, of: "strings") else { return nil }
+        if items.isEmpty { report(path, "must list at least one name", node: node) }
+        var names: [String] = []
+        var firstIndex: [String: Int] = [:]
+        for (index, item) in items.enumerated() {
+            guard let text = string(item.node, at: item.path) else { continue }
+            let lowered = text.lowercased()
+            if let problem = Syntax.internalNameProblem(lowered) {
+                report(item.path, "'\(Self.quoted(text))' is not a valid DNS name or IP address: \(problem)", node: item.node)
+                continue
+            }
+            let name = Syntax.canonicalIPAddress(lowered) ?? lowered
+            if let earlier = firstIndex[name] {
+                report(item.path, "'\(text)' is listed twice (also at \(path.index(earlier)))", node: item.node)
+                continue
+            }
+            firstIndex[name] = index
+            names.append(name)
+        }
+        return names
     }
 
     /// `certificates[i].challenge`: a mapping with `type`, or the bare word `http-01`.

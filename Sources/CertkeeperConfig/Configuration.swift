@@ -14,8 +14,11 @@ public struct CertkeeperConfiguration: Sendable, Equatable {
     public var nodeName: String?
     /// `keep_versions`: how many archived versions of each certificate to keep (1...100).
     public var keepVersions: Int
-    /// `acme`: the ACME server and account settings.
-    public var acme: ACMESettings
+    /// `acme`: the ACME server and account settings; `nil` when the file has no `acme:` section, which it may leave
+    /// out only when no certificate uses ``CertificateIssuer/acme``.
+    public var acmeSettings: ACMESettings?
+    /// `internal_ca`: the built-in CA for certificates with ``CertificateIssuer/internalCA``.
+    public var internalCA: InternalCASettings
     /// `renew`: how renewal runs behave.
     public var renew: RenewSettings
     /// `certificates`: the certificates to keep issued, in file order.
@@ -32,7 +35,8 @@ public struct CertkeeperConfiguration: Sendable, Equatable {
         stateDirectory: String,
         nodeName: String? = nil,
         keepVersions: Int = CertkeeperConfiguration.defaultKeepVersions,
-        acme: ACMESettings,
+        acme: ACMESettings? = nil,
+        internalCA: InternalCASettings = InternalCASettings(),
         renew: RenewSettings = RenewSettings(),
         certificates: [CertificateSpec] = [],
         hooks: HookSettings = HookSettings(),
@@ -42,13 +46,26 @@ public struct CertkeeperConfiguration: Sendable, Equatable {
         self.stateDirectory = stateDirectory
         self.nodeName = nodeName
         self.keepVersions = keepVersions
-        self.acme = acme
+        self.acmeSettings = acme
+        self.internalCA = internalCA
         self.renew = renew
         self.certificates = certificates
         self.hooks = hooks
         self.cluster = cluster
         self.proxy = proxy
     }
+
+    /// The ACME settings, or ``ACMESettings/unconfigured`` when the file has no `acme:` section.
+    ///
+    /// For callers that only need a directory URL to compare (the unconfigured one matches no stored account);
+    /// code that talks to a CA should use ``acmeSettings``.
+    public var acme: ACMESettings {
+        get { acmeSettings ?? .unconfigured }
+        set { acmeSettings = newValue }
+    }
+
+    /// The certificates issued by the internal CA, in file order.
+    public var internalCertificates: [CertificateSpec] { certificates.filter { $0.issuer == .internalCA } }
 
     /// The certificate with this name, if the configuration declares one.
     public func certificate(named name: String) -> CertificateSpec? {
@@ -62,6 +79,9 @@ public struct ACMESettings: Sendable, Equatable {
     public static let defaultRequestTimeout: Double = 30
     /// Default for ``orderTimeout`` in seconds.
     public static let defaultOrderTimeout: Double = 300
+
+    /// Stands for a missing `acme:` section: an empty directory URL, every other value at its default.
+    public static let unconfigured = ACMESettings(directoryURL: "")
 
     /// `acme.directory`: the https:// URL of the ACME directory.
     public var directoryURL: String
@@ -171,9 +191,11 @@ public struct CertificateSpec: Sendable, Equatable {
     public var name: String
     /// `domains`: lower-cased DNS names, the first one is the subject; `*.` marks a wildcard.
     public var domains: [String]
+    /// `issuer`: who signs the certificate (default ``CertificateIssuer/acme``).
+    public var issuer: CertificateIssuer
     /// `key_type`: the private key algorithm.
     public var keyType: KeyType
-    /// `challenge`: how domain control is proven.
+    /// `challenge`: how domain control is proven (ACME only; the default for internal certificates, unused).
     public var challenge: ChallengeSpec
     /// `renew_before`: renew once less than this many seconds of validity remain; `nil` = renewal policy default.
     public var renewBefore: Double?
@@ -186,6 +208,7 @@ public struct CertificateSpec: Sendable, Equatable {
     public init(
         name: String,
         domains: [String],
+        issuer: CertificateIssuer = .acme,
         keyType: KeyType = .ec256,
         challenge: ChallengeSpec = .http01(HTTP01Settings()),
         renewBefore: Double? = nil,
@@ -194,6 +217,7 @@ public struct CertificateSpec: Sendable, Equatable {
     ) {
         self.name = name
         self.domains = domains
+        self.issuer = issuer
         self.keyType = keyType
         self.challenge = challenge
         self.renewBefore = renewBefore
@@ -203,6 +227,53 @@ public struct CertificateSpec: Sendable, Equatable {
 
     /// Whether any of the domains is a wildcard (`*.example.com`).
     public var hasWildcard: Bool { domains.contains { $0.hasPrefix("*.") } }
+}
+
+/// Who signs a certificate (`certificates[].issuer`).
+public enum CertificateIssuer: String, Sendable, Equatable, CaseIterable {
+    /// `acme`: an ACME CA (the `acme:` section), proving control of the domains with a challenge.
+    case acme
+    /// `internal`: certkeeper's own CA in the state directory (like Caddy's `tls internal`): no network, no
+    /// challenge, trusted only by clients that were given its root (`certkeeper trust`).
+    case internalCA = "internal"
+}
+
+/// The `internal_ca:` section: the built-in CA that signs certificates with `issuer: internal`.
+///
+/// The root is created once, on the first internal issuance, in `<state_dir>/internal-ca/`; ``name`` and
+/// ``rootLifetime`` only apply at that moment.
+public struct InternalCASettings: Sendable, Equatable {
+    /// Default for ``name``.
+    public static let defaultName = "certkeeper internal CA"
+    /// Default for ``leafLifetime``: 7 days. Short enough that a leaked key soon stops working (the internal CA
+    /// publishes no revocation), long enough that the renewal at half the lifetime (the policy for lifetimes
+    /// under 10 days) leaves 3.5 days for a stopped daemon or missed cron runs.
+    public static let defaultLeafLifetime: Double = 7 * 86_400
+    /// Default for ``rootLifetime``: 10 years.
+    public static let defaultRootLifetime: Double = 3650 * 86_400
+    /// The shortest ``leafLifetime``: leaves are backdated 5 minutes for clock skew, which must stay a small
+    /// part of the lifetime.
+    public static let minimumLeafLifetime: Double = 3600
+    /// The longest ``name`` (the common-name limit of RFC 5280).
+    public static let maximumNameLength = 64
+
+    /// `internal_ca.name`: the root's common name (followed by a short key identifier).
+    public var name: String
+    /// `internal_ca.leaf_lifetime`: seconds a certificate issued by the internal CA is valid.
+    public var leafLifetime: Double
+    /// `internal_ca.root_lifetime`: seconds the root is valid, from its creation.
+    public var rootLifetime: Double
+
+    /// Creates internal CA settings; omitted values take the documented defaults.
+    public init(
+        name: String = InternalCASettings.defaultName,
+        leafLifetime: Double = InternalCASettings.defaultLeafLifetime,
+        rootLifetime: Double = InternalCASettings.defaultRootLifetime
+    ) {
+        self.name = name
+        self.leafLifetime = leafLifetime
+        self.rootLifetime = rootLifetime
+    }
 }
 
 /// The private key algorithm of a certificate (`key_type`).

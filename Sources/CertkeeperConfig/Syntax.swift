@@ -1,4 +1,11 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The value syntaxes of the configuration file. Each check returns `nil` when the text is fine, otherwise the
 /// reason as a sentence fragment to put after "`'<text>' is not a valid X: `".
@@ -63,6 +70,37 @@ enum Syntax {
             return "it looks like an IP address; only DNS names are supported"
         }
         return nil
+    }
+
+    /// A name on a certificate from the internal CA: a DNS name as ``dnsNameProblem(_:allowWildcard:)`` accepts it
+    /// but with a single label allowed (`localhost`, `nas`), or an IPv4 or IPv6 address literal. There is no CA
+    /// policy to satisfy, only what TLS clients match: a wildcard is allowed, IP literals become iPAddress SANs.
+    static func internalNameProblem(_ name: String) -> String? {
+        if canonicalIPAddress(name) != nil { return nil }
+        if name.contains(":") { return "it is not a valid IPv6 address" }
+        let base = name.hasPrefix("*.") ? String(name.dropFirst(2)) : name
+        if !base.isEmpty, !base.contains("."), !base.contains("*") {
+            // One label: the same label rules, checked by giving it a parent.
+            if base.allSatisfy(\.isNumber) { return "it is a number, neither a DNS name nor an IPv4 address" }
+            return dnsNameProblem(name + ".invalid", allowWildcard: true)
+        }
+        if let last = base.split(separator: ".").last, last.allSatisfy(\.isNumber), !last.isEmpty {
+            return "it is not a valid IPv4 address (four decimal numbers 0-255, no leading zeros)"
+        }
+        return dnsNameProblem(name, allowWildcard: true)
+    }
+
+    /// The canonical text of an IP address literal (`127.0.0.1`, `::1`, `2001:db8::1`): IPv4 as a strict dotted
+    /// quad, IPv6 as `inet_ntop` writes it (so `0:0:0:0:0:0:0:1` becomes `::1`, the form `meta.json` records);
+    /// `nil` when `text` is not one.
+    static func canonicalIPAddress(_ text: String) -> String? {
+        if ListenAddress.isIPv4(text) { return text }
+        guard text.contains(":"), ListenAddress.isIPv6(text) else { return nil }
+        var address = in6_addr()
+        guard inet_pton(AF_INET6, text, &address) == 1 else { return nil }
+        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
+        guard inet_ntop(AF_INET6, &address, &buffer, socklen_t(buffer.count)) != nil else { return nil }
+        return String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// A plain `local@domain.tld` address: no display name, no `mailto:`, no quoted local part.

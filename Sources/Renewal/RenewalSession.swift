@@ -5,10 +5,12 @@ import CertHooks
 import CertStore
 import CertkeeperConfig
 import Foundation
+import InternalCA
 import Logging
 import RenewalPolicy
 
-/// Everything one run needs: the CA connection (opened on first use), the http-01 responders, the hook runner.
+/// Everything one run needs: the CA connection (opened on first use), the internal CA (loaded or created on
+/// first use), the http-01 responders, the hook runner.
 /// Opened once per run under the lock, closed at its end.
 final class RenewalSession: Sendable {
     /// How often ARI is asked again when the CA does not say (the Let's Encrypt guide: at least twice a day).
@@ -17,6 +19,7 @@ final class RenewalSession: Sendable {
     let configuration: CertkeeperConfiguration
     let store: CertificateStore
     let acme: ACMEConnection
+    let internalIssuer: InternalIssuer
     let responders: ResponderPool
     let hooks: DeployHookQueue
     let environment: [String: String]
@@ -27,6 +30,8 @@ final class RenewalSession: Sendable {
         self.configuration = configuration
         self.store = store
         self.acme = ACMEConnection(configuration: configuration, store: store, logger: logger, clock: clock)
+        self.internalIssuer = InternalIssuer(
+            settings: configuration.internalCA, stateDirectory: store.root, clusterRole: configuration.cluster?.role, logger: logger, clock: clock)
         self.responders = ResponderPool(logger: logger)
         self.hooks = DeployHookQueue()
         self.environment = environment
@@ -43,6 +48,9 @@ final class RenewalSession: Sendable {
     /// An account the CA no longer knows (a reset CA, a deactivated account) is registered again once.
     func issue(_ spec: CertificateSpec, replacing previous: CertificateMeta?, logger: Logger) async throws -> VerifiedBundle {
         let key = try GeneratedCertificateKey.generate(Self.keyType(spec.keyType))
+        if spec.issuer == .internalCA {
+            return try await internalIssuer.issue(spec, key: key)
+        }
         let csr = try CSRBuilder.makeCSR(domains: spec.domains, key: key)
         let solver = try await makeSolver(for: spec, logger: logger)
         // `replaces` only makes sense for a certificate sharing a name with the new order.
@@ -114,6 +122,65 @@ final class RenewalSession: Sendable {
     func runDeployHooks(spec: CertificateSpec, meta: CertificateMeta, liveDirectory: String, logger: Logger) async -> [String] {
         let plan = DeployPlan(configuration: configuration, environment: environment)
         return await hooks.run { await plan.run(spec: spec, meta: meta, liveDirectory: liveDirectory, logger: logger) }
+    }
+}
+
+/// The internal CA of one run: loaded, or created, on first use. Runs hold the store lock, so two processes
+/// never create two roots; the actor keeps two certificates of the same run from doing it twice.
+///
+/// Only a single node or a cluster's renewer creates a root. A standby taking over (or a follower renewing by
+/// hand) with a root of its own would sign certificates no client trusts, and peer sync would then carry them to
+/// every node as the newest ones: such a node issues only with a root copied from the renewer.
+actor InternalIssuer {
+    let settings: InternalCASettings
+    let directory: InternalCADirectory
+    let clusterRole: ClusterSettings.Role?
+    let logger: Logger
+    let clock: @Sendable () -> Date
+    private var loaded: InternalCA?
+
+    init(settings: InternalCASettings, stateDirectory: String, clusterRole: ClusterSettings.Role?, logger: Logger, clock: @escaping @Sendable () -> Date) {
+        self.settings = settings
+        self.directory = InternalCADirectory(stateDirectory: stateDirectory)
+        self.clusterRole = clusterRole
+        self.logger = logger
+        self.clock = clock
+    }
+
+    /// The CA, loaded or created (and logged once when created).
+    func ca() throws(InternalCAError) -> InternalCA {
+        if let loaded { return loaded }
+        if let clusterRole, clusterRole != .renewer {
+            guard let existing = try directory.load() else {
+                throw InternalCAError(
+                    code: .missing, subject: directory.path,
+                    detail: "no internal CA here, and a cluster \(clusterRole.rawValue) does not create one (its certificates would not chain to the renewer's root): copy this directory from the renewer, keeping root.key at mode 0600")
+            }
+            loaded = existing
+            return existing
+        }
+        var generator = SystemRandomNumberGenerator()
+        let (ca, created) = try directory.loadOrCreate(
+            name: settings.name, lifetime: settings.rootLifetime, now: clock(), generator: &generator)
+        if created {
+            logger.notice("created the internal CA root; 'certkeeper trust' prints it for clients to trust", metadata: [
+                "ca.root": "\(directory.certificatePath)", "ca.fingerprint": "\(ca.root.fingerprint)",
+                "ca.not_after": "\(RFC3339.format(ca.root.certificate.notValidAfter))",
+            ])
+        }
+        loaded = ca
+        return ca
+    }
+
+    /// Signs a leaf for `spec` with `key` and checks it exactly as an ACME certificate is checked.
+    func issue(_ spec: CertificateSpec, key: GeneratedCertificateKey) throws -> VerifiedBundle {
+        let signer = try ca()
+        var generator = SystemRandomNumberGenerator()
+        let leaf = try signer.issue(
+            LeafRequest(names: spec.domains, publicKey: key.privateKey.publicKey, lifetime: settings.leafLifetime),
+            now: clock(), generator: &generator)
+        let bundle = CertificateBundle(certificatePEM: leaf.certificatePEM, chainPEM: leaf.chainPEM, privateKeyPEM: key.pem)
+        return try BundleVerifier().verify(bundle, expectedDomains: spec.domains, now: clock())
     }
 }
 

@@ -64,6 +64,9 @@ extension Renewer {
     /// `keyCompromise` is signed with the certificate's own private key (what Let's Encrypt requires); other
     /// reasons with the account that ordered it.
     public func revoke(_ spec: CertificateSpec, reason: RevocationReason?) async throws(RenewalSetupError) -> String {
+        guard spec.issuer == .acme else {
+            throw RenewalSetupError("\(spec.name): issuer: internal has no revocation (clients cannot ask it); run 'certkeeper force-renew \(spec.name)' to replace the certificate")
+        }
         let lock: StoreLock
         do {
             lock = try await store.acquireLock(timeout: .milliseconds(Int64(configuration.renew.lockTimeout * 1000)))

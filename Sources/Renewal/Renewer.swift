@@ -9,8 +9,8 @@ import Crypto
 import Logging
 import RenewalPolicy
 
-/// Renews the configured certificates: lock → check again → order → verify → install → hooks (certmagic's
-/// `renewCert` shape), several at once up to `renew.concurrency`.
+/// Renews the configured certificates: lock → check again → order (or sign with the internal CA) → verify →
+/// install → hooks (certmagic's `renewCert` shape), several at once up to `renew.concurrency`.
 ///
 /// Time and randomness are injected so tests can fix them; everything that touches the network is created lazily,
 /// so a run with nothing due reads only the config and the store.
@@ -74,7 +74,8 @@ public final class Renewer: Sendable {
         } else {
             invalidatedBy = nil
         }
-        let window = record.ari.flatMap { $0.certID == meta.ariCertID ? $0.window : nil }
+        // The internal CA has no ARI: a window left from an ACME certificate of the same name does not apply.
+        let window = spec.issuer == .acme ? record.ari.flatMap { $0.certID == meta.ariCertID ? $0.window : nil } : nil
         return policy.decide(
             now: now,
             validity: Validity(notBefore: meta.notBefore, notAfter: meta.notAfter),
@@ -94,7 +95,7 @@ public final class Renewer: Sendable {
 
     /// Whether ARI should be asked about `spec` now: the certificate has a certID and the last answer is stale.
     func needsARIPoll(spec: CertificateSpec, now: Date) -> Bool {
-        guard let meta = try? store.meta(name: spec.name), let certID = meta.ariCertID else { return false }
+        guard spec.issuer == .acme, let meta = try? store.meta(name: spec.name), let certID = meta.ariCertID else { return false }
         let record = (try? store.readState(RenewalRecord.self, key: RenewalRecord.key(for: spec.name))) ?? nil
         guard let ari = record?.ari, ari.certID == certID else { return true }
         return ari.nextPoll <= now
@@ -173,7 +174,7 @@ public final class Renewer: Sendable {
             log.error("cannot read the store: \(error)")
             return .failed(reason: .missing, error: "\(error)", nextAttempt: clock())
         }
-        if !force, let meta, let certID = meta.ariCertID, (record.ari?.certID != certID || record.ari!.nextPoll <= clock()) {
+        if !force, spec.issuer == .acme, let meta, let certID = meta.ariCertID, (record.ari?.certID != certID || record.ari!.nextPoll <= clock()) {
             record.ari = await session.pollARI(certID: certID, previous: record.ari, logger: log)
             try? store.writeState(record, key: RenewalRecord.key(for: spec.name))
         }
@@ -205,7 +206,7 @@ public final class Renewer: Sendable {
             record.backoff = nil
             record.lastSuccess = clock()
             record.revokedSerial = nil
-            record.ari = installed.ariCertID.map { ARIRecord(certID: $0, window: nil, nextPoll: clock().addingTimeInterval(RenewalSession.ariPollInterval)) }
+            record.ari = spec.issuer != .acme ? nil : installed.ariCertID.map { ARIRecord(certID: $0, window: nil, nextPoll: clock().addingTimeInterval(RenewalSession.ariPollInterval)) }
             let failed = await deploy(spec, meta: installed, record: &record, session: session, logger: log)
             return failed.isEmpty ? .renewed(installed, reason: reason) : .renewedWithHookFailures(installed, reason: reason, failedHooks: failed)
         } catch {

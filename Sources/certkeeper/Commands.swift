@@ -11,7 +11,9 @@ struct Renew: AsyncParsableCommand {
         discussion: """
         A certificate is due when ARI's suggested window has begun, else when less than 1/3 of its lifetime \
         remains (1/2 under 10 days), or earlier if renew_before says so. When something is due and standard input \
-        is not a terminal, certkeeper first sleeps a random delay up to renew.random_sleep (default 8 minutes).
+        is not a terminal, certkeeper first sleeps a random delay up to renew.random_sleep (default 8 minutes). \
+        Certificates with issuer: internal are signed by certkeeper's own CA in the state directory, with no \
+        network; the first one creates that CA (certkeeper trust prints its root).
 
         Examples:
           certkeeper renew
@@ -132,6 +134,9 @@ struct Revoke: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Revoke a certificate's live version at the CA; the next renew replaces it.",
         discussion: """
+        ACME certificates only: the internal CA (issuer: internal) publishes no revocation, so replace such a \
+        certificate with certkeeper force-renew instead.
+
         Examples:
           certkeeper revoke web
           certkeeper revoke web --reason keyCompromise

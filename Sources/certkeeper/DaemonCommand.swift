@@ -7,16 +7,19 @@ import Foundation
 import Logging
 import NIOCore
 import PeerSync
+import Renewal
 import ServiceLifecycle
 import UnixSignals
 
 struct Daemon: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run peer sync and the built-in proxy until SIGTERM.",
+        abstract: "Run peer sync, the built-in proxy and internal-CA renewal until SIGTERM.",
         discussion: """
         Runs what the configuration's cluster: and proxy: sections describe: the peer API and one long-poll per \
         peer (new certificates are pulled, verified, installed and their deploy hooks run), and the proxy's \
-        frontends, which serve the store's certificates and pick up every change at once. SIGHUP re-reads the \
+        frontends, which serve the store's certificates and pick up every change at once. Certificates with \
+        issuer: internal are issued at start when missing and renewed when due (on a single node or the cluster's \
+        renewer); ACME certificates are renewed by cron (certkeeper renew). SIGHUP re-reads the \
         configuration and applies the proxy's frontends without closing open connections; a configuration with \
         errors is refused and the running one kept. SIGTERM or SIGINT stops accepting, drains open connections \
         for proxy.grace and exits 0.
@@ -36,8 +39,11 @@ struct Daemon: AsyncParsableCommand {
         let store = CertificateStore(root: configuration.stateDirectory, keepVersions: configuration.keepVersions, logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
 
-        let proxy = try DaemonProxy.make(configuration, store: store, logger: logger)
+        // issuer: internal certificates are renewed here (on the renewer, or a single node); ACME stays with cron.
+        let internalRenewal = InternalRenewalService.make(renewer: global.makeRenewer(configuration), logger: logger)
+        let proxy = try DaemonProxy.make(configuration, store: store, logger: logger, issuingAtStart: internalRenewal != nil)
         if let proxy { services.append(.init(service: proxy)) }
+        if let internalRenewal { services.append(.init(service: internalRenewal)) }
 
         if let cluster = configuration.cluster {
             let identityPath = cluster.identityFile(stateDirectory: configuration.stateDirectory)
@@ -61,7 +67,7 @@ struct Daemon: AsyncParsableCommand {
             }
         }
         guard !services.isEmpty else {
-            throw CommandFailure.usage(["nothing to run: the configuration has neither a cluster: section nor proxy.frontends"])
+            throw CommandFailure.usage(["nothing to run: the configuration has no cluster: section, no proxy.frontends and no certificate with issuer: internal"])
         }
         let path = ConfigLoader.resolvePath(explicit: global.config, environment: ProcessInfo.processInfo.environment)
         services.append(.init(service: ConfigReloadService(path: path, running: configuration, proxy: proxy, logger: logger)))
@@ -78,7 +84,9 @@ struct Daemon: AsyncParsableCommand {
 /// The daemon's proxy, built from `proxy:`.
 enum DaemonProxy {
     /// The proxy service, or `nil` when the configuration has no frontends.
-    static func make(_ configuration: CertkeeperConfiguration, store: CertificateStore, logger: Logger) throws -> ProxyService? {
+    /// - Parameter issuingAtStart: the daemon issues missing internal certificates as it starts, so an empty
+    ///   store is expected rather than a problem.
+    static func make(_ configuration: CertkeeperConfiguration, store: CertificateStore, logger: Logger, issuingAtStart: Bool = false) throws -> ProxyService? {
         guard let settings = configuration.proxy, !settings.frontends.isEmpty else { return nil }
         let certificates = CertificateSet(defaultName: settings.defaultCertificate)
         // The store swaps live/<name> with one rename, so there is no burst of writes to wait out: 10 ms is enough.
@@ -87,7 +95,11 @@ enum DaemonProxy {
             logger.warning("certificate not served", metadata: ["error": "\(refused)"])
         }
         if certificates.names.isEmpty, settings.frontends.contains(where: { $0.mode == .tls }) {
-            logger.warning("no certificate in the store yet; TLS frontends refuse handshakes until one is installed")
+            if issuingAtStart {
+                logger.info("no certificate in the store yet; the internal CA issues the missing ones now")
+            } else {
+                logger.warning("no certificate in the store yet; TLS frontends refuse handshakes until one is installed")
+            }
         }
         return ProxyService(
             frontends: frontends(settings), certificates: certificates, reloader: reloader,

@@ -37,6 +37,7 @@ struct ConfigDocumentationTests {
         #expect(configuration.acme.requestTimeout == ACMESettings.defaultRequestTimeout)
         #expect(configuration.acme.orderTimeout == ACMESettings.defaultOrderTimeout)
         #expect(configuration.hooks.timeout == HookSettings.defaultTimeout)
+        #expect(configuration.internalCA == InternalCASettings())
     }
 
     @Test("the example shows every key, commented out or not")

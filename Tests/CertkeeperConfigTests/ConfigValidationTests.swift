@@ -31,7 +31,6 @@ struct ConfigValidationTests {
 
     @Test("missing required keys", arguments: [
         ("acme:\n  directory: https://a.example/d\n", "state_dir"),
-        ("state_dir: /s\n", "acme.directory"),
         ("state_dir: /s\nacme: {}\n", "acme.directory"),
     ])
     func missingRequired(yaml: String, path: String) {

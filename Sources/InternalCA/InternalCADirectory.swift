@@ -1,0 +1,150 @@
+import CertStore
+import Crypto
+import Foundation
+import SwiftASN1
+import X509
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Where the internal CA lives: `<state_dir>/internal-ca/` (0755) with `root.pem` (0644, the certificate clients
+/// trust) and `root.key` (0600).
+///
+/// Contract: ``loadOrCreate(name:lifetime:now:generator:)`` must be called under the store lock
+/// (``CertStore/CertificateStore/acquireLock(timeout:)``), as every renewal is, so two processes never create two
+/// roots. Reading (``load()``, ``loadRoot()``) needs no lock: each file is replaced only by an atomic rename.
+public struct InternalCADirectory: Sendable {
+    /// The directory's name inside the state directory.
+    public static let directoryName = "internal-ca"
+    /// The root certificate's file name.
+    public static let certificateFileName = "root.pem"
+    /// The root key's file name (mode 0600).
+    public static let keyFileName = "root.key"
+
+    /// The directory.
+    public let path: String
+
+    /// The CA directory of a state directory.
+    /// - Parameter stateDirectory: `state_dir` from the configuration.
+    public init(stateDirectory: String) {
+        let root = stateDirectory.count > 1 && stateDirectory.hasSuffix("/") ? String(stateDirectory.dropLast()) : stateDirectory
+        self.path = root + "/" + Self.directoryName
+    }
+
+    /// `<path>/root.pem`.
+    public var certificatePath: String { path + "/" + Self.certificateFileName }
+    /// `<path>/root.key`.
+    public var keyPath: String { path + "/" + Self.keyFileName }
+
+    /// The root certificate alone (no key needed, so any user who can read the file can call this).
+    /// - Returns: The root, or `nil` when none has been created.
+    /// - Throws: ``InternalCAError`` with code `malformed` or `io`.
+    public func loadRoot() throws(InternalCAError) -> InternalRoot? {
+        guard let text = try Self.read(certificatePath) else { return nil }
+        do {
+            let certificate = try Certificate(pemEncoded: text)
+            return InternalRoot(certificate: certificate, der: try certificate.derBytes())
+        } catch {
+            throw InternalCAError(code: .malformed, subject: certificatePath, detail: "not a PEM certificate: \(error)")
+        }
+    }
+
+    /// The CA, ready to sign.
+    /// - Returns: The CA, or `nil` when no root has been created (or a creation was interrupted before the
+    ///   certificate was written).
+    /// - Throws: ``InternalCAError``: `missing` when the certificate is there but its key is not, `insecurePermissions`
+    ///   when the key is readable by group or others, `malformed`, `keyMismatch`, `io`.
+    public func load() throws(InternalCAError) -> InternalCA? {
+        guard let root = try loadRoot() else { return nil }
+        guard let keyText = try Self.read(keyPath) else {
+            throw InternalCAError(
+                code: .missing, subject: keyPath,
+                detail: "the root key is missing; restore it, or move \(path) away to create a new root (clients must then trust the new one)")
+        }
+        var info = stat()
+        if stat(keyPath, &info) == 0, info.st_mode & 0o077 != 0 {
+            throw InternalCAError(
+                code: .insecurePermissions, subject: keyPath,
+                detail: "the root key is accessible by group or others (mode \(String(info.st_mode & 0o777, radix: 8))); run chmod 600")
+        }
+        let key: P256.Signing.PrivateKey
+        do {
+            key = try P256.Signing.PrivateKey(pemRepresentation: keyText)
+        } catch {
+            throw InternalCAError(code: .malformed, subject: keyPath, detail: "not a P-256 private key in PEM")
+        }
+        return try InternalCA(root: root, key: key, source: path)
+    }
+
+    /// The CA, created on first use.
+    ///
+    /// Creation writes `root.key` (0600) and then `root.pem` (0644), each atomically (temporary file, fsync,
+    /// rename, directory fsync): a crash in between leaves a key without a certificate, which the next call
+    /// replaces. Call it under the store lock (see the type's contract).
+    /// - Parameters:
+    ///   - name: `internal_ca.name`, used only when creating.
+    ///   - lifetime: `internal_ca.root_lifetime` in seconds, used only when creating.
+    ///   - now: The creation time.
+    ///   - generator: The root serial's randomness.
+    /// - Returns: The CA and whether it was created by this call.
+    /// - Throws: ``InternalCAError`` as ``load()`` does, or `io` / `crypto` when creating.
+    public func loadOrCreate(
+        name: String, lifetime: TimeInterval, now: Date, generator: inout some RandomNumberGenerator
+    ) throws(InternalCAError) -> (ca: InternalCA, created: Bool) {
+        if let existing = try load() { return (existing, false) }
+        let ca = try InternalCA.generate(name: name, lifetime: lifetime, now: now, generator: &generator)
+        try Self.makeDirectory(path)
+        do {
+            try AtomicFile.write(Array(ca.keyPEM.utf8), to: keyPath, mode: 0o600)
+            try AtomicFile.write(Array(ca.root.pem.utf8), to: certificatePath, mode: 0o644)
+        } catch {
+            throw InternalCAError(code: .io, subject: path, detail: "cannot write the new root: \(error)")
+        }
+        return (ca, true)
+    }
+
+    // MARK: Files
+
+    /// The file's text, or `nil` when it does not exist.
+    static func read(_ path: String) throws(InternalCAError) -> String? {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        if descriptor < 0 {
+            if errno == ENOENT { return nil }
+            throw InternalCAError(code: .io, subject: path, detail: "cannot open: \(String(cString: strerror(errno)))")
+        }
+        defer { close(descriptor) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16384)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw InternalCAError(code: .io, subject: path, detail: "cannot read: \(String(cString: strerror(errno)))")
+            }
+            if count == 0 { break }
+            bytes.append(contentsOf: chunk[0..<count])
+            // A root or its key is well under a KiB; anything large is not ours.
+            if bytes.count > 1 << 20 {
+                throw InternalCAError(code: .malformed, subject: path, detail: "file is larger than 1 MiB")
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Creates `path` (0755) and missing parents; an existing directory is fine.
+    static func makeDirectory(_ path: String) throws(InternalCAError) {
+        var partial = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/") {
+            partial += "/" + component
+            if mkdir(partial, 0o755) != 0 && errno != EEXIST {
+                throw InternalCAError(code: .io, subject: partial, detail: "cannot create directory: \(String(cString: strerror(errno)))")
+            }
+        }
+        var info = stat()
+        guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
+            throw InternalCAError(code: .io, subject: path, detail: "exists but is not a directory")
+        }
+    }
+}
