@@ -106,6 +106,21 @@ struct ClusterSyncTests {
             try await cluster.startDaemon(1)
             #expect(await cluster.waitUntilServed(1, serial: s2), "the renewer does not serve \(s2):\n\(cluster.daemonLog(1))")
             #expect(cluster.installed(3)?.serial == s2, "the standby renewed again with the renewer back")
+
+            // Renewing is the renewer's again: its next certificate reaches every node, the standby included. X.509
+            // times have one-second resolution and two certificates with the same notBefore are ordered by serial,
+            // so the renewer orders only once the standby's certificate is more than a second old (a fast start
+            // of the renewer once made both fall in the same second, and the standby's won by serial).
+            let s2NotBefore = try #require(cluster.installed(3)).notBefore
+            while Date().timeIntervalSince(s2NotBefore) < 2.1 { try await Task.sleep(for: .milliseconds(200)) }
+            let third = try await cluster.cli(1, ["force-renew", ClusterFixture.certificateName])
+            #expect(third.exitCode == 0, "force-renew: \(third.stderr)")
+            let s3 = try #require(cluster.installed(1)).serial
+            for index in 2...3 {
+                #expect(await cluster.waitUntilServed(index, serial: s3),
+                        "n\(index) does not serve \(s3); it holds \(cluster.installed(index).map { "\($0.serial) from \($0.issuedBy)" } ?? "nothing"):\n\(cluster.daemonLog(index))\nn1:\n\(cluster.daemonLog(1))")
+            }
+            #expect(cluster.installed(3)?.issuedBy == "n1", "the standby should hold the renewer's certificate")
         }
     }
 }
