@@ -10,8 +10,11 @@
 # Over the socket:   set ssl cert <path> <<        (then the PEM with blank lines removed, then an empty line)
 #                    commit ssl cert <path>
 # and `abort ssl cert <path>` when either reply is not the expected "Transaction created/updated" or "Success!".
-# The file on disk is rewritten first, so even when the socket update fails the next reload loads the new
-# certificate. HAPROXY_SOCKET must be a worker's stats socket, not the master CLI (which needs @<n> prefixes).
+# The file on disk is rewritten first, so when HAProxy cannot be reached (not running, socket missing) the next
+# start or reload still loads the new certificate. When HAProxy answers but refuses the certificate (a path it
+# does not know, a key that does not match), the previous file is put back (or the new one removed if there was
+# none), so the file never holds a certificate that would make the next reload fail. HAPROXY_SOCKET must be a
+# worker's stats socket, not the master CLI (which needs @<n> prefixes).
 #
 # Variables set by certkeeper:
 #   CERTKEEPER_CERT_NAME  certificate name, used for the default HAProxy path
@@ -25,7 +28,12 @@
 #   HAPROXY_CERT_OWNER    owner[:group] of the rewritten file (default: unchanged, i.e. the hook's user)
 #   HAPROXY_SOCKET_TIMEOUT seconds to wait for each HAProxy reply (default 10)
 #
-# Requires: socat (Debian/Ubuntu: apt install socat), dirname, mktemp, cp, chmod, mv, tr, grep, cut.
+# Before anything is written or sent, the bundle's key is checked against its first certificate with openssl,
+# when openssl is installed: HAProxy 2.6 finds a mismatch only at commit, and that refused commit leaves an
+# OpenSSL error on HAProxy's CLI thread which drops the next open TLS connection that thread reads from.
+#
+# Requires: socat (Debian/Ubuntu: apt install socat), dirname, mktemp, cp, ln, chmod, mv, rm, tr, grep, cut;
+# openssl is used when installed (recommended, see above).
 # Exits non-zero with a one-line message on any failure.
 set -eu
 
@@ -49,10 +57,7 @@ fi
 
 command -v socat >/dev/null 2>&1 || fail "socat is required but not installed (apt install socat)"
 case $socket in
-/*)
-    [ -S "$socket" ] || fail "no HAProxy admin socket at $socket (set HAPROXY_SOCKET)"
-    address=UNIX-CONNECT:$socket
-    ;;
+/*) address=UNIX-CONNECT:$socket ;;
 *:*) address=TCP:$socket ;;
 *) fail "HAPROXY_SOCKET must be an absolute path or host:port, not '$socket'" ;;
 esac
@@ -66,20 +71,35 @@ case $payload in
 *) fail "bundle $bundle does not hold both a certificate and a private key" ;;
 esac
 
+if command -v openssl >/dev/null 2>&1; then
+    certificate_key=$(openssl x509 -in "$bundle" -noout -pubkey 2>/dev/null </dev/null) ||
+        fail "cannot read the first certificate in bundle $bundle"
+    private_key=$(openssl pkey -in "$bundle" -pubout -passin pass: 2>/dev/null </dev/null) ||
+        fail "cannot read the private key in bundle $bundle"
+    [ "$certificate_key" = "$private_key" ] || fail "the private key in bundle $bundle does not match its first certificate"
+fi
+
 tmp=
+previous=
 cleanup() {
     if [ -n "$tmp" ]; then rm -f "$tmp"; fi
+    if [ -n "$previous" ]; then rm -f "$previous"; fi
 }
 trap cleanup EXIT
 trap 'exit 1' HUP INT TERM
 
-# Copies $1 to $2 so that readers of $2 see the old file or the new one, never a partial one.
+# Copies $1 to $2 so that readers of $2 see the old file or the new one, never a partial one. Keeps the old
+# file as $previous (a hard link, or a copy) for put_previous_back; previous stays empty when $2 did not exist.
 install_atomically() {
     source_file=$1
     target=$2
     target_dir=$(dirname "$target")
     [ -d "$target_dir" ] || fail "certificate directory $target_dir does not exist"
     tmp=$(mktemp "$target_dir/.certkeeper.XXXXXX") || fail "cannot create a temporary file in $target_dir"
+    if [ -e "$target" ]; then
+        previous=$(mktemp "$target_dir/.certkeeper-previous.XXXXXX") || fail "cannot create a temporary file in $target_dir"
+        ln -f "$target" "$previous" 2>/dev/null || cp -p "$target" "$previous" || fail "cannot keep a copy of $target"
+    fi
     cp "$source_file" "$tmp" || fail "cannot copy $source_file to $target_dir"
     chmod "${HAPROXY_CERT_MODE:-600}" "$tmp" || fail "cannot chmod $tmp"
     if [ -n "${HAPROXY_CERT_OWNER:-}" ]; then
@@ -90,12 +110,35 @@ install_atomically() {
     tmp=
 }
 
+# Undoes install_atomically after HAProxy refused the certificate: the file goes back to what HAProxy runs with.
+put_previous_back() {
+    if [ -n "$previous" ]; then
+        mv -f "$previous" "$cert_path" && previous= && return
+        echo "$me: could not put the previous $cert_path back" >&2
+    else
+        rm -f "$cert_path"
+    fi
+}
+
+# HAProxy could not be asked: the new file stays, for HAProxy's next start or reload.
+unreachable() {
+    fail "installed $cert_path, but could not reach HAProxy at $socket ($1); it loads the file at its next start or reload"
+}
+
+# HAProxy answered and refused: abort its transaction, restore the file, fail with HAProxy's reply.
+refused() {
+    abort_transaction
+    put_previous_back
+    fail "$1 (left $cert_path as it was)"
+}
+
 # Sends stdin as one CLI command and prints HAProxy's reply.
 cli() {
     socat -t "$wait_seconds" -T "$wait_seconds" STDIO "$address" 2>&1
 }
 
 one_line() {
+    if [ -z "$1" ]; then printf 'no reply'; return; fi
     printf '%s' "$1" | tr '\r\n' '  ' | cut -c 1-200
 }
 
@@ -105,26 +148,24 @@ abort_transaction() {
 
 install_atomically "$bundle" "$cert_path"
 
+case $socket in
+/*) [ -S "$socket" ] || unreachable "no socket there; set HAPROXY_SOCKET" ;;
+esac
+
 reply=$(printf 'set ssl cert %s <<\n%s\n\n' "$cert_path" "$payload" | cli) ||
-    fail "cannot talk to HAProxy at $socket: $(one_line "$reply")"
+    unreachable "set ssl cert: $(one_line "$reply")"
 case $reply in
 *"Transaction created"* | *"Transaction updated"*) ;;
-*)
-    abort_transaction
-    fail "HAProxy refused set ssl cert $cert_path: $(one_line "$reply")"
-    ;;
+*) refused "HAProxy refused set ssl cert $cert_path: $(one_line "$reply")" ;;
 esac
 
 reply=$(printf 'commit ssl cert %s\n' "$cert_path" | cli) || {
     abort_transaction
-    fail "cannot talk to HAProxy at $socket for commit: $(one_line "$reply")"
+    unreachable "commit ssl cert: $(one_line "$reply")"
 }
 case $reply in
 *"Success!"*) ;;
-*)
-    abort_transaction
-    fail "HAProxy could not commit ssl cert $cert_path: $(one_line "$reply")"
-    ;;
+*) refused "HAProxy could not commit ssl cert $cert_path: $(one_line "$reply")" ;;
 esac
 
 echo "$me: updated $cert_path in HAProxy at $socket (no reload)"

@@ -71,9 +71,19 @@ struct HookScriptsTests {
         cat > "$FAKE_SOCAT_DIR/request.$n"
         case $(head -n 1 "$FAKE_SOCAT_DIR/request.$n") in
         "set ssl cert"*) printf '%s\\n' "${FAKE_SET_REPLY:-Transaction created for certificate /x!}" ;;
-        "commit ssl cert"*) printf 'Committing /x.\\nSuccess!\\n' ;;
+        "commit ssl cert"*) printf '%s\\n' "${FAKE_COMMIT_REPLY:-Committing /x. Success!}" ;;
         "abort ssl cert"*) printf 'Transaction aborted for certificate /x!\\n' ;;
         *) printf 'Unknown command\\n' ;;
+        esac
+        """
+
+    /// An `openssl` that reports the certificate's public key as "KEY-A" and the private key's as $FAKE_KEY
+    /// (default "KEY-A": a matching pair).
+    static let fakeOpenSSL = """
+        case $1 in
+        x509) printf 'KEY-A\\n' ;;
+        pkey) printf '%s\\n' "${FAKE_KEY:-KEY-A}" ;;
+        *) exit 1 ;;
         esac
         """
 
@@ -84,12 +94,13 @@ struct HookScriptsTests {
         let requests: String
     }
 
-    static func hotUpdateSetup(setReply: String? = nil) throws -> HotUpdateSetup {
+    static func hotUpdateSetup(setReply: String? = nil, commitReply: String? = nil) throws -> HotUpdateSetup {
         let work = try TemporaryDirectory()
         #expect(mkdir(work.file("bin"), 0o755) == 0)
         #expect(mkdir(work.file("requests"), 0o755) == 0)
         #expect(mkdir(work.file("certs"), 0o755) == 0)
         try work.script("bin/socat", fakeSocat)
+        try work.script("bin/openssl", fakeOpenSSL)
         let bundle = try work.write("bundle.pem", Self.bundle, mode: 0o600)
         var environment = [
             "PATH": work.file("bin") + ":/usr/bin:/bin",
@@ -100,6 +111,7 @@ struct HookScriptsTests {
             "FAKE_SOCAT_DIR": work.file("requests"),
         ]
         if let setReply { environment["FAKE_SET_REPLY"] = setReply }
+        if let commitReply { environment["FAKE_COMMIT_REPLY"] = commitReply }
         return HotUpdateSetup(work: work, environment: environment, certPath: work.file("certs/mqtt.example.org.pem"), requests: work.file("requests"))
     }
 
@@ -142,9 +154,61 @@ struct HookScriptsTests {
         let setup = try Self.hotUpdateSetup(setReply: "Can't replace a certificate which is not referenced by the configuration!")
         let result = await ProcessRunner.run(executable: Self.path("haproxy-hot-update.sh"), arguments: [], environment: setup.environment, timeout: 60)
         #expect(result.outcome == .exited(code: 1))
-        #expect(result.output == "haproxy-hot-update: HAProxy refused set ssl cert \(setup.certPath): Can't replace a certificate which is not referenced by the configuration!\n")
+        #expect(result.output == "haproxy-hot-update: HAProxy refused set ssl cert \(setup.certPath): Can't replace a certificate which is not referenced by the configuration! (left \(setup.certPath) as it was)\n")
         let abort = try String(contentsOfFile: setup.requests + "/request.1", encoding: .utf8)
         #expect(abort == "abort ssl cert \(setup.certPath)\n")
+        // There was no file before, so there is none after.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: setup.work.file("certs")) == [])
+    }
+
+    @Test("haproxy-hot-update puts the previous file back when HAProxy refuses the commit, and removes its backup on success")
+    func hotUpdateCommitRefused() async throws {
+        let setup = try Self.hotUpdateSetup(commitReply: "inconsistencies between private key and certificate loaded '/x'. Can't commit /x!")
+        let previous = "previous bundle\n"
+        try setup.work.write("certs/mqtt.example.org.pem", previous, mode: 0o640)
+        let refused = await ProcessRunner.run(executable: Self.path("haproxy-hot-update.sh"), arguments: [], environment: setup.environment, timeout: 60)
+        #expect(refused.outcome == .exited(code: 1))
+        #expect(refused.output == "haproxy-hot-update: HAProxy could not commit ssl cert \(setup.certPath): inconsistencies between private key and certificate loaded '/x'. Can't commit /x! (left \(setup.certPath) as it was)\n")
+        #expect(try String(contentsOfFile: setup.requests + "/request.2", encoding: .utf8) == "abort ssl cert \(setup.certPath)\n")
+        #expect(try String(contentsOfFile: setup.certPath, encoding: .utf8) == previous)
+        var info = stat()
+        #expect(stat(setup.certPath, &info) == 0)
+        #expect(info.st_mode & 0o777 == 0o640, "the previous file came back with other permissions")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: setup.work.file("certs")) == ["mqtt.example.org.pem"])
+
+        var environment = setup.environment
+        environment["FAKE_COMMIT_REPLY"] = nil
+        let accepted = await ProcessRunner.run(executable: Self.path("haproxy-hot-update.sh"), arguments: [], environment: environment, timeout: 60)
+        #expect(accepted.outcome == .exited(code: 0), "\(accepted.output)")
+        #expect(try String(contentsOfFile: setup.certPath, encoding: .utf8) == Self.bundle)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: setup.work.file("certs")) == ["mqtt.example.org.pem"])
+    }
+
+    @Test("haproxy-hot-update installs the file but fails when HAProxy's socket is missing")
+    func hotUpdateUnreachable() async throws {
+        let setup = try Self.hotUpdateSetup()
+        var environment = setup.environment
+        let socket = setup.work.file("no-such.sock")
+        environment["HAPROXY_SOCKET"] = socket
+        let result = await ProcessRunner.run(executable: Self.path("haproxy-hot-update.sh"), arguments: [], environment: environment, timeout: 60)
+        #expect(result.outcome == .exited(code: 1))
+        #expect(result.output == "haproxy-hot-update: installed \(setup.certPath), but could not reach HAProxy at \(socket) (no socket there; set HAPROXY_SOCKET); it loads the file at its next start or reload\n")
+        #expect(try String(contentsOfFile: setup.certPath, encoding: .utf8) == Self.bundle)
+        #expect(!FileManager.default.fileExists(atPath: setup.requests + "/request.0"))
+    }
+
+    @Test("haproxy-hot-update refuses a bundle whose key does not match before writing or sending anything")
+    func hotUpdateKeyMismatch() async throws {
+        let setup = try Self.hotUpdateSetup()
+        try setup.work.write("certs/mqtt.example.org.pem", "previous bundle\n", mode: 0o600)
+        var environment = setup.environment
+        environment["FAKE_KEY"] = "KEY-B"
+        let result = await ProcessRunner.run(executable: Self.path("haproxy-hot-update.sh"), arguments: [], environment: environment, timeout: 60)
+        #expect(result.outcome == .exited(code: 1))
+        #expect(result.output == "haproxy-hot-update: the private key in bundle \(setup.work.file("bundle.pem")) does not match its first certificate\n")
+        #expect(!FileManager.default.fileExists(atPath: setup.requests + "/request.0"))
+        #expect(try String(contentsOfFile: setup.certPath, encoding: .utf8) == "previous bundle\n")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: setup.work.file("certs")) == ["mqtt.example.org.pem"])
     }
 
     @Test("haproxy-hot-update refuses a bundle without a key, and needs a path")
