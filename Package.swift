@@ -135,10 +135,23 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // certbot import: reads /etc/letsencrypt (renewal configs, live/archive, accounts), validates, installs into the store.
+        .target(
+            name: "CertbotImport",
+            dependencies: [
+                "ACMEProtocol", "CertStore", "Renewal", "CertkeeperConfig",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "certkeeper",
             dependencies: [
                 "Renewal", "CertkeeperConfig", "CertStore", "RenewalPolicy", "CertProxy", "ClusterTrust", "PeerSync",
+                "CertbotImport",
                 "InternalCA", "CertHooks",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -185,6 +198,16 @@ let package = Package(
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "CertbotImportTests",
+            dependencies: [
+                "CertbotImport", "ACMEProtocol", "CertStore", "CertkeeperConfig", "Renewal", "CertkeeperTestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

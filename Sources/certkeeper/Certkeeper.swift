@@ -25,7 +25,7 @@ struct Certkeeper: AsyncParsableCommand {
         2 usage or configuration error.
         """,
         version: "0.1.0",
-        subcommands: [Renew.self, ForceRenew.self, Status.self, Revoke.self, CheckConfig.self, Proxy.self, Cluster.self, Daemon.self, Trust.self]
+        subcommands: [Renew.self, ForceRenew.self, Status.self, Revoke.self, CheckConfig.self, Proxy.self, Cluster.self, Daemon.self, Import.self, Trust.self]
     )
 
     /// Parses, runs, and maps every error to the documented exit codes (ArgumentParser alone uses 64 for usage).
