@@ -1,41 +1,101 @@
 #!/usr/bin/env bash
-# The README's first command: on a fresh Debian 12 machine with the Swift toolchain, build certkeeper, start a
-# local ACME CA (Debian's Pebble) on loopback, obtain two certificates with `certkeeper renew` (http-01 with the
-# built-in responder, and dns-01 through a hook), show `certkeeper status`, renew again (nothing due), and stop.
+# The README's first command: on a fresh Debian 12 machine with the Swift toolchain, build certkeeper and run its
+# main job, `certkeeper daemon`, on the embedded default (Config/internal.yaml): certkeeper creates its own root CA
+# in a state directory, issues `localhost` from it, and serves https://localhost:8443/ through its proxy to a small
+# backend on 127.0.0.1:8080. No public domain, no ACME server. The script checks the page once with curl (trusting
+# the root printed by `certkeeper trust`), then keeps the daemon running until Ctrl-C.
+#
+#   bash scripts/quickstart.sh           # run until Ctrl-C
+#   bash scripts/quickstart.sh --once    # check once and stop (exit 0 when https answered)
+#
+# Environment: CERTKEEPER_QUICKSTART_PORT (8443), CERTKEEPER_QUICKSTART_BACKEND_PORT (8080),
+# CERTKEEPER_QUICKSTART_DIR (a new temporary directory), CERTKEEPER_BIN (skip the build and use this binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-for p in pebble openssl curl; do
-  dpkg -s "$p" >/dev/null 2>&1 || { $SUDO apt-get update -qq; DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq pebble openssl curl >/dev/null; break; }
-done
-echo "building certkeeper (first build takes a few minutes)..."
-swift build --product certkeeper 2>&1 | grep -E "error|Compiling certkeeper|Build complete" || true
-BIN=$ROOT/.build/debug/certkeeper
-WORK=${CERTKEEPER_QUICKSTART_DIR:-$(mktemp -d /tmp/certkeeper-quickstart.XXXXXX)}
-. "$ROOT/scripts/pebble-env.sh"
-trap pebble_stop EXIT
-pebble_start
-
-cat > "$WORK/dns-hook.sh" <<HOOK
-#!/bin/sh
-# A dns-01 hook in certbot's manual-hook style, publishing to pebble-challtestsrv's fake DNS.
-set -eu
-case "\$1" in
-  present) curl -sf -X POST -d "{\"host\":\"_acme-challenge.\$CERTBOT_DOMAIN.\",\"value\":\"\$CERTBOT_VALIDATION\"}" $CHALL_MGMT/set-txt ;;
-  cleanup) curl -sf -X POST -d "{\"host\":\"_acme-challenge.\$CERTBOT_DOMAIN.\"}" $CHALL_MGMT/clear-txt ;;
+ONCE=0
+case "${1:-}" in
+  --once) ONCE=1 ;;
+  "") ;;
+  *) echo "quickstart: unknown argument '$1' (only --once)" >&2; exit 2 ;;
 esac
-HOOK
-chmod +x "$WORK/dns-hook.sh"
-sed -e "s|@STATE@|$WORK/state|" -e "s|@DIRECTORY@|$ACME_DIR_URL|" -e "s|@CA_BUNDLE@|$ACME_CA_BUNDLE|" \
-    -e "s|@HTTP01@|127.0.0.1:$HTTP01_PORT|" -e "s|@DNS_HOOK@|$WORK/dns-hook.sh|" \
-    "$ROOT/Config/quickstart.yaml" > "$WORK/certkeeper.yaml"
+PORT=${CERTKEEPER_QUICKSTART_PORT:-8443}
+BACKEND_PORT=${CERTKEEPER_QUICKSTART_BACKEND_PORT:-8080}
+if ! command -v swift >/dev/null 2>&1 && [ -x /opt/swift/usr/bin/swift ]; then export PATH=/opt/swift/usr/bin:$PATH; fi
+
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+missing=()
+for p in curl python3 ca-certificates; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing ${missing[*]} (curl checks the page, python3 is the demo backend)..."
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ -n "${CERTKEEPER_BIN:-}" ]; then
+  BIN=$CERTKEEPER_BIN
+else
+  echo "building certkeeper (the first build takes a few minutes)..."
+  LOG=$(mktemp)
+  if ! swift build --product certkeeper >"$LOG" 2>&1; then tail -40 "$LOG"; exit 1; fi
+  BIN=$ROOT/.build/debug/certkeeper
+fi
+
+WORK=${CERTKEEPER_QUICKSTART_DIR:-$(mktemp -d /tmp/certkeeper-quickstart.XXXXXX)}
+mkdir -p "$WORK/www"
+sed -e "s|@STATE@|$WORK/state|" -e "s|127.0.0.1:8443|127.0.0.1:$PORT|" -e "s|127.0.0.1:8080|127.0.0.1:$BACKEND_PORT|" \
+    "$ROOT/Config/internal.yaml" > "$WORK/certkeeper.yaml"
+echo "hello through certkeeper's proxy" > "$WORK/www/index.html"
+
+pids=()
+stop() {
+  { set +x; } 2>/dev/null
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap stop EXIT
+trap 'exit 130' INT TERM
+
+python3 -m http.server "$BACKEND_PORT" --bind 127.0.0.1 --directory "$WORK/www" >"$WORK/backend.log" 2>&1 &
+pids+=($!)
+echo "+ certkeeper daemon --config $WORK/certkeeper.yaml"
+"$BIN" daemon --config "$WORK/certkeeper.yaml" &
+DAEMON=$!
+pids+=("$DAEMON")
+
+# Bounded waits: the backend's port, then the proxy's, then the first certificate (issued at start).
+wait_for_port() {
+  for _ in $(seq 1 150); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    kill -0 "$DAEMON" 2>/dev/null || { echo "quickstart: certkeeper daemon exited" >&2; exit 1; }
+    sleep 0.2
+  done
+  echo "quickstart: nothing listens on 127.0.0.1:$1 after 30 s" >&2; exit 1
+}
+wait_for_port "$BACKEND_PORT"
+wait_for_port "$PORT"
+for _ in $(seq 1 150); do
+  "$BIN" trust --config "$WORK/certkeeper.yaml" > "$WORK/root.pem" 2>/dev/null \
+    && curl --silent --fail --output /dev/null --cacert "$WORK/root.pem" "https://localhost:$PORT/" && break
+  sleep 0.2
+done
 
 set -x
-"$BIN" check-config --config "$WORK/certkeeper.yaml"
-"$BIN" renew --config "$WORK/certkeeper.yaml" --no-random-sleep
+"$BIN" trust --config "$WORK/certkeeper.yaml" > "$WORK/root.pem"
+curl --silent --show-error --fail --cacert "$WORK/root.pem" "https://localhost:$PORT/"
 "$BIN" status --config "$WORK/certkeeper.yaml"
-"$BIN" renew --config "$WORK/certkeeper.yaml" --no-random-sleep
-ls -l "$WORK/state/live/" "$WORK/state/live/web/"
 { set +x; } 2>/dev/null
-echo "certificates are in $WORK/state/live/; Pebble has been stopped."
+
+if [ "$ONCE" -eq 1 ]; then
+  echo "quickstart: https://localhost:$PORT/ answered with a certificate from certkeeper's internal CA; stopping."
+  exit 0
+fi
+cat <<EOF
+
+certkeeper is serving https://localhost:$PORT/ (state in $WORK/state).
+Try:   curl --cacert $WORK/root.pem https://localhost:$PORT/
+       $BIN status --config $WORK/certkeeper.yaml
+       $BIN force-renew localhost --config $WORK/certkeeper.yaml    # the proxy swaps the certificate at once
+Ctrl-C stops the daemon (it drains open connections first).
+EOF
+wait "$DAEMON"
