@@ -5,34 +5,15 @@ import NIOPosix
 import NIOSSL
 import NIOTLS
 
-/// Picks backends round-robin; shared by all connections of a frontend. IP literals are parsed once here, so a
-/// connection to them skips name resolution (and NIO's Happy Eyeballs machinery).
-final class BackendRotation: Sendable {
-    private let backends: [(backend: ProxyBackend, address: SocketAddress?)]
-    private let next = NIOLockedValueBox(0)
-    /// One "backend unreachable" warning per backend per 10 s; the rest go to debug.
-    let failureWarnings = WarningThrottle()
-
-    init(_ backends: [ProxyBackend]) {
-        self.backends = backends.map { ($0, try? SocketAddress(ipAddress: $0.host, port: $0.port)) }
-    }
-
-    func pick() -> (backend: ProxyBackend, address: SocketAddress?) {
-        let index = next.withLockedValue { current in
-            defer { current = current &+ 1 }
-            return current & Int.max
-        }
-        return backends[index % backends.count]
-    }
-}
-
 /// What one client connection needs before it is relayed: the handshake limit, the backend connection, and
 /// the counters. One handler instead of a handler per concern keeps the per-connection pipeline short.
 ///
 /// TLS connections wait for the handshake (closed after `timeouts.handshake`); plain ones connect at once. What
-/// the client sends meanwhile is buffered and reads are held while the backend connects. A backend that cannot
-/// be reached closes the client at once. Once connected, a ``GlueHandler`` pair (which also applies the idle
-/// limit) replaces this handler.
+/// the client sends meanwhile is buffered and reads are held while the backend connects. The ``BackendPool``
+/// picks the server; one that cannot be reached is left for the next eligible one (each server at most once per
+/// client), and when none is left (all down, full or refusing) the client is closed at once. Once connected, the
+/// PROXY v2 header (if configured) and the buffered bytes go first, then a ``GlueHandler`` pair (which also
+/// applies the idle limit) replaces this handler.
 final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = NIOAny
@@ -45,21 +26,28 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     private let tls: Bool
-    private let rotation: BackendRotation
+    private let pool: BackendPool
     private let timeouts: ProxyTimeouts
     private let counters: ProxyCounters
+    private let frontendCounters: FrontendCounters
     private let logger: Logger
     private var state: State
     private var handshakeTimer: Scheduled<Void>?
     private var backend: ProxyBackend?
+    /// Servers already tried for this client.
+    private var tried: Set<Int> = []
     private var buffered: [ByteBuffer] = []
     private var inputClosedEarly = false
 
-    init(tls: Bool, rotation: BackendRotation, timeouts: ProxyTimeouts, counters: ProxyCounters, logger: Logger) {
+    init(
+        tls: Bool, pool: BackendPool, timeouts: ProxyTimeouts, counters: ProxyCounters, frontendCounters: FrontendCounters,
+        logger: Logger
+    ) {
         self.tls = tls
-        self.rotation = rotation
+        self.pool = pool
         self.timeouts = timeouts
         self.counters = counters
+        self.frontendCounters = frontendCounters
         self.logger = logger
         self.state = tls ? .handshaking : .connecting
     }
@@ -139,41 +127,66 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     private func connect(context: ChannelHandlerContext) {
         state = .connecting
-        let (backend, address) = rotation.pick()
+        guard let (index, server) = pool.acquire(excluding: tried) else {
+            noServerLeft(context: context)
+            return
+        }
+        tried.insert(index)
+        let backend = server.settings.address
         self.backend = backend
         let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
         let bootstrap = ClientBootstrap(group: context.eventLoop)
             .connectTimeout(timeouts.backendConnect)
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
-        let connecting = address.map { bootstrap.connect(to: $0) } ?? bootstrap.connect(host: backend.host, port: backend.port)
+        let connecting = server.resolved.map { bootstrap.connect(to: $0) } ?? bootstrap.connect(host: backend.host, port: backend.port)
         connecting.assumeIsolated().whenComplete { [self] result in
             let context = loopBound.value
             switch result {
             case .success(let backendChannel):
-                self.glue(context: context, backend: backendChannel)
+                self.glue(context: context, backend: backendChannel, server: server)
             case .failure(let error):
+                server.connectFailed()
                 self.counters.update { $0.backendFailures += 1 }
-                if let heldBack = self.rotation.failureWarnings.admit(backend.description) {
-                    var extra: Logger.Metadata = ["error": "\(error)"]
+                let message = "backend unreachable, trying the next server"
+                if let heldBack = self.pool.failureWarnings.admit(backend.description) {
+                    var extra: Logger.Metadata = ["error": "\(error)", "server": "\(server.settings.name)"]
                     if heldBack > 0 { extra["backend.failures_not_logged"] = "\(heldBack)" }
-                    self.logger.warning("backend unreachable, closing the client", metadata: self.metadata(context, extra))
+                    self.logger.warning("\(message)", metadata: self.metadata(context, extra))
                 } else {
-                    self.logger.debug("backend unreachable, closing the client", metadata: self.metadata(context, ["error": "\(error)"]))
+                    self.logger.debug("\(message)", metadata: self.metadata(context, ["error": "\(error)"]))
                 }
-                self.state = .closed
-                context.close(promise: nil)
+                guard case .connecting = self.state, context.channel.isActive else { return }
+                self.connect(context: context)
             }
         }
     }
 
-    private func glue(context: ChannelHandlerContext, backend: Channel) {
+    /// Every server is down, full or has refused this client: close it now rather than leave it waiting.
+    private func noServerLeft(context: ChannelHandlerContext) {
+        state = .closed
+        frontendCounters.noServer()
+        let message = tried.isEmpty ? "no server available, closing the client" : "no server left to try, closing the client"
+        if let heldBack = pool.failureWarnings.admit("no server") {
+            var extra: Logger.Metadata = ["servers.tried": "\(tried.count)"]
+            if heldBack > 0 { extra["closures_not_logged"] = "\(heldBack)" }
+            logger.warning("\(message)", metadata: metadata(context, extra))
+        } else {
+            logger.debug("\(message)", metadata: metadata(context, [:]))
+        }
+        context.close(promise: nil)
+    }
+
+    private func glue(context: ChannelHandlerContext, backend: Channel, server: ServerRuntime) {
         guard case .connecting = state else {
+            server.connectFailed()
             backend.close(promise: nil)
             return
         }
         let (clientSide, backendSide) = GlueHandler.matchedPair(idleTimeout: timeouts.idle, counters: counters)
+        let session = ServerSessionHandler(server: server)
         do {
+            try backend.pipeline.syncOperations.addHandler(session)
             try backend.pipeline.syncOperations.addHandler(backendSide)
             try context.pipeline.syncOperations.addHandler(clientSide, position: .after(self))
         } catch {
@@ -184,6 +197,10 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
         state = .glued
         counters.update { $0.relayed += 1 }
+        if pool.sendsProxyProtocol(server) {
+            let header = ProxyProtocolV2.header(source: context.channel.remoteAddress, destination: context.channel.localAddress)
+            backend.write(ByteBuffer(bytes: header), promise: nil)
+        }
         for data in buffered { backend.write(data, promise: nil) }
         buffered = []
         backend.flush()
@@ -204,6 +221,51 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         metadata["client"] = "\(context.channel.remoteAddress?.description ?? "?")"
         if let backend { metadata["backend"] = "\(backend)" }
         return metadata
+    }
+}
+
+/// First handler of a backend connection: registers it with its server (so `shutdown_sessions` can close it),
+/// counts its bytes locally and hands slot and counts back to the server when the connection closes.
+final class ServerSessionHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+
+    private let server: ServerRuntime
+    private var bytesToServer = 0
+    private var bytesFromServer = 0
+    private var ended = false
+
+    init(server: ServerRuntime) {
+        self.server = server
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        server.sessionStarted(context.channel)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        bytesFromServer += unwrapInboundIn(data).readableBytes
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        bytesToServer += unwrapOutboundIn(data).readableBytes
+        context.write(data, promise: promise)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        end(context)
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        end(context)
+    }
+
+    private func end(_ context: ChannelHandlerContext) {
+        guard !ended else { return }
+        ended = true
+        server.sessionEnded(context.channel, bytesToServer: bytesToServer, bytesFromServer: bytesFromServer)
     }
 }
 

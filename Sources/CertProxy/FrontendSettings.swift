@@ -8,28 +8,35 @@ import NIOTLS
 final class FrontendSettings: Sendable {
     let frontend: ProxyFrontend
     let certificates: CertificateSet
-    let rotation: BackendRotation
+    let pool: BackendPool
     let logger: Logger
 
-    private init(frontend: ProxyFrontend, certificates: CertificateSet, logger: Logger) {
+    private init(frontend: ProxyFrontend, certificates: CertificateSet, pool: BackendPool, logger: Logger) {
         self.frontend = frontend
         self.certificates = certificates
-        self.rotation = BackendRotation(frontend.backends)
+        self.pool = pool
         var logger = logger
         logger[metadataKey: "frontend"] = "\(frontend.name)"
         self.logger = logger
     }
 
     /// Checks and prepares a whole configuration.
+    /// - Parameter previous: The running pools by frontend name: servers that did not change keep their health
+    ///   and connection counts.
     /// - Throws: ``ProxyError`` for an empty backend list, a duplicate name or a TLS context that cannot be built.
     static func prepare(
-        _ frontends: [ProxyFrontend], certificates: CertificateSet, logger: Logger
+        _ frontends: [ProxyFrontend], certificates: CertificateSet, previous: [String: BackendPool] = [:], logger: Logger
     ) throws(ProxyError) -> [FrontendSettings] {
         var names: Set<String> = []
         var prepared: [FrontendSettings] = []
+        let localAddresses = frontends.contains { $0.pool.preferLocal } ? BackendPool.hostAddresses() : []
         for frontend in frontends {
             guard names.insert(frontend.name).inserted else { throw .duplicateFrontend(name: frontend.name) }
-            guard !frontend.backends.isEmpty else { throw .noBackends(frontend: frontend.name) }
+            guard !frontend.pool.servers.isEmpty else { throw .noBackends(frontend: frontend.name) }
+            var serverNames: Set<String> = []
+            for server in frontend.pool.servers where !serverNames.insert(server.name).inserted {
+                throw .duplicateServer(frontend: frontend.name, server: server.name)
+            }
             if let tls = frontend.tls {
                 do {
                     try certificates.prepareContexts(for: tls)
@@ -37,13 +44,21 @@ final class FrontendSettings: Sendable {
                     throw .tlsContext(frontend: frontend.name, reason: "\(error)")
                 }
             }
-            prepared.append(FrontendSettings(frontend: frontend, certificates: certificates, logger: logger))
+            let pool: BackendPool
+            do {
+                pool = try BackendPool(
+                    frontendName: frontend.name, settings: frontend.pool, localAddresses: localAddresses,
+                    previous: previous[frontend.name])
+            } catch {
+                throw .tlsContext(frontend: frontend.name, reason: "health check TLS context: \(error)")
+            }
+            prepared.append(FrontendSettings(frontend: frontend, certificates: certificates, pool: pool, logger: logger))
         }
         return prepared
     }
 
     /// Installs the connection's handlers (called on its event loop while it is being initialised).
-    func configure(channel: any Channel, counters: ProxyCounters) throws {
+    func configure(channel: any Channel, counters: ProxyCounters, frontendCounters: FrontendCounters) throws {
         let sync = channel.pipeline.syncOperations
         if let tls = frontend.tls {
             let closing = TLSClosingState()
@@ -71,7 +86,7 @@ final class FrontendSettings: Sendable {
         }
         try sync.addHandler(
             ClientConnectionHandler(
-                tls: frontend.tls != nil, rotation: rotation, timeouts: frontend.timeouts, counters: counters,
-                logger: logger))
+                tls: frontend.tls != nil, pool: pool, timeouts: frontend.timeouts, counters: counters,
+                frontendCounters: frontendCounters, logger: logger))
     }
 }

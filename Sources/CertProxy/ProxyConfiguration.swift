@@ -92,12 +92,21 @@ public struct ProxyFrontend: Sendable {
     public var port: Int
     /// TLS termination settings; `nil` relays plain TCP.
     public var tls: ProxyTLSSettings?
-    /// Backends, used round-robin. Must not be empty.
-    public var backends: [ProxyBackend]
+    /// The servers and how they are chosen.
+    public var pool: ProxyBackendPool
     /// Time limits.
     public var timeouts: ProxyTimeouts
+    /// Open client connections at most; `nil` for no limit. Connections beyond it are accepted and closed at
+    /// once (not queued), so a flood never fills the listen backlog with connections that would wait.
+    public var maxConnections: Int?
 
-    /// Creates a frontend.
+    /// The servers' addresses, in configuration order. Setting it replaces the pool with plain round-robin.
+    public var backends: [ProxyBackend] {
+        get { pool.servers.map(\.address) }
+        set { pool = ProxyBackendPool(addresses: newValue) }
+    }
+
+    /// Creates a frontend that relays round-robin to `backends`.
     /// - Parameters:
     ///   - name: Name for logs and stats.
     ///   - host: Bind address.
@@ -109,12 +118,29 @@ public struct ProxyFrontend: Sendable {
         name: String, host: String, port: Int, tls: ProxyTLSSettings? = ProxyTLSSettings(), backends: [ProxyBackend],
         timeouts: ProxyTimeouts = ProxyTimeouts()
     ) {
+        self.init(name: name, host: host, port: port, tls: tls, pool: ProxyBackendPool(addresses: backends), timeouts: timeouts)
+    }
+
+    /// Creates a frontend with a full backend pool (weights, backups, health checks, PROXY protocol).
+    /// - Parameters:
+    ///   - name: Name for logs and stats.
+    ///   - host: Bind address.
+    ///   - port: Bind port (0 for any free port).
+    ///   - tls: TLS settings, or `nil` for plain TCP.
+    ///   - pool: The servers and how they are chosen.
+    ///   - timeouts: Time limits.
+    ///   - maxConnections: Open client connections at most, or `nil`.
+    public init(
+        name: String, host: String, port: Int, tls: ProxyTLSSettings? = ProxyTLSSettings(), pool: ProxyBackendPool,
+        timeouts: ProxyTimeouts = ProxyTimeouts(), maxConnections: Int? = nil
+    ) {
         self.name = name
         self.host = host
         self.port = port
         self.tls = tls
-        self.backends = backends
+        self.pool = pool
         self.timeouts = timeouts
+        self.maxConnections = maxConnections
     }
 }
 
@@ -130,6 +156,8 @@ public enum ProxyError: Error, Sendable, CustomStringConvertible, Equatable {
     case tlsContext(frontend: String, reason: String)
     /// Two frontends share a name.
     case duplicateFrontend(name: String)
+    /// Two servers of a frontend share a name.
+    case duplicateServer(frontend: String, server: String)
     /// The proxy is not running (not started yet, or shut down).
     case notRunning
     /// Another reconfiguration is still running.
@@ -148,6 +176,8 @@ public enum ProxyError: Error, Sendable, CustomStringConvertible, Equatable {
             return "frontend \(frontend): cannot build the TLS context: \(reason)"
         case .duplicateFrontend(let name):
             return "two frontends are named \(name)"
+        case .duplicateServer(let frontend, let server):
+            return "frontend \(frontend) has two servers named \(server)"
         case .notRunning:
             return "the proxy is not running"
         case .reconfigurationInProgress:

@@ -36,6 +36,7 @@ public final class ProxyServer: Sendable {
     private let state: NIOLockedValueBox<State>
     private let registry = ConnectionRegistry()
     private let counters = ProxyCounters()
+    private let healthChecks: HealthCheckRunner
     private let logger: Logger
 
     private init(group: any EventLoopGroup, ownsGroup: Bool, certificates: CertificateSet, logger: Logger) {
@@ -43,7 +44,31 @@ public final class ProxyServer: Sendable {
         self.ownsGroup = ownsGroup
         self.certificates = certificates
         self.state = NIOLockedValueBox(State())
+        self.healthChecks = HealthCheckRunner(group: group, logger: logger)
         self.logger = logger
+    }
+
+    /// Runs the servers' health checks until ``shutdown(grace:)`` or cancellation; ``ProxyService`` runs it.
+    ///
+    /// Without it, every server counts as up. Each checked server gets one loop (probe, record, sleep the
+    /// interval) inside this call's task group; a reconfiguration stops the loops of the old servers and starts
+    /// those of the new ones (a server that did not change keeps its state).
+    public func runHealthChecks() async {
+        await healthChecks.run()
+    }
+
+    /// Every frontend with its servers' states and counters, in configuration order.
+    public func snapshot() -> [ProxyFrontendSnapshot] {
+        let listeners = state.withLockedValue { $0.listeners }
+        return listeners.map { name, listener in
+            let settings = listener.current
+            let counts = listener.counters.values
+            return ProxyFrontendSnapshot(
+                name: name, port: listener.boundPort, activeConnections: counts.active, totalConnections: counts.total,
+                refusedConnections: counts.refused, noServerClosures: counts.noServer,
+                maxConnections: settings.frontend.maxConnections, balance: settings.pool.settings.balance,
+                servers: settings.pool.servers.map(\.snapshot))
+        }
     }
 
     /// The frontends new connections are served with, in configuration order.
@@ -92,6 +117,7 @@ public final class ProxyServer: Sendable {
             }
         }
         server.state.withLockedValue { $0.listeners = bound }
+        server.healthChecks.check(settings.map(\.pool))
         return server
     }
 
@@ -114,7 +140,10 @@ public final class ProxyServer: Sendable {
     ///   ``ProxyError/tlsContext(frontend:reason:)``, ``ProxyError/bindFailed(frontend:address:reason:)``,
     ///   ``ProxyError/notRunning`` after ``shutdown(grace:)``, ``ProxyError/reconfigurationInProgress``.
     public func reconfigure(frontends: [ProxyFrontend]) async throws(ProxyError) {
-        let settings = try FrontendSettings.prepare(frontends, certificates: certificates, logger: logger)
+        let previous = state.withLockedValue { state in
+            Dictionary(state.listeners.map { ($0.name, $0.listener.current.pool) }, uniquingKeysWith: { first, _ in first })
+        }
+        let settings = try FrontendSettings.prepare(frontends, certificates: certificates, previous: previous, logger: logger)
         let begun: Result<[(name: String, listener: FrontendListener)], ProxyError> = state.withLockedValue { state in
             if state.stopped { return .failure(.notRunning) }
             if state.reconfiguring { return .failure(.reconfigurationInProgress) }
@@ -160,6 +189,7 @@ public final class ProxyServer: Sendable {
         let committed = state.withLockedValue { state -> Bool in
             state.reconfiguring = false
             guard !state.stopped else { return false }
+            for (_, listener) in state.listeners { listener.current.pool.retire() }
             for (new, existing) in plan where existing != nil { existing!.switchTo(new) }
             state.listeners = next
             return true
@@ -168,6 +198,7 @@ public final class ProxyServer: Sendable {
             for listener in newlyBound { await listener.close() }
             throw .notRunning
         }
+        healthChecks.check(settings.map(\.pool))
         for (name, listener) in released {
             await listener.close()
             logger.info(
@@ -188,6 +219,7 @@ public final class ProxyServer: Sendable {
         let current = NIOLockedValueBox(settings)
         let registry = self.registry
         let counters = self.counters
+        let frontendCounters = FrontendCounters()
         let channel: any Channel
         do {
             channel = try await ServerBootstrap(group: group)
@@ -197,17 +229,23 @@ public final class ProxyServer: Sendable {
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelInitializer { channel in
                     let settings = current.withLockedValue { $0 }
+                    guard frontendCounters.admit(limit: settings.frontend.maxConnections) else {
+                        // Over maxconn: accepted and closed at once, never queued.
+                        counters.update { $0.accepted += 1 }
+                        return channel.close()
+                    }
                     registry.add(channel)
                     counters.update {
                         $0.accepted += 1
                         $0.active += 1
                     }
                     channel.closeFuture.whenComplete { _ in
+                        frontendCounters.closed()
                         registry.remove(channel)
                         counters.update { $0.active -= 1 }
                     }
                     return channel.eventLoop.makeCompletedFuture {
-                        try settings.configure(channel: channel, counters: counters)
+                        try settings.configure(channel: channel, counters: counters, frontendCounters: frontendCounters)
                     }
                 }
                 .bind(host: frontend.host, port: frontend.port)
@@ -215,13 +253,15 @@ public final class ProxyServer: Sendable {
         } catch {
             throw .bindFailed(frontend: frontend.name, address: "\(frontend.host):\(frontend.port)", reason: "\(error)")
         }
-        let listener = FrontendListener(channel: channel, boundPort: channel.localAddress?.port ?? frontend.port, current: current)
+        let listener = FrontendListener(
+            channel: channel, boundPort: channel.localAddress?.port ?? frontend.port, current: current, counters: frontendCounters)
         logger.info(
             "proxy frontend listening",
             metadata: [
                 "frontend": "\(frontend.name)", "frontend.address": "\(frontend.host):\(listener.boundPort)",
                 "frontend.tls": "\(frontend.tls != nil)",
                 "frontend.backends": "\(frontend.backends.map(\.description).joined(separator: ","))",
+                "frontend.balance": "\(frontend.pool.balance.rawValue)",
             ])
         return listener
     }
@@ -237,6 +277,8 @@ public final class ProxyServer: Sendable {
             defer { state.listeners = [] }
             return state.listeners
         }
+        for (_, listener) in listeners { listener.current.pool.retire() }
+        healthChecks.finish()
         for (_, listener) in listeners { await listener.close() }
         let open = registry.count
         logger.info("proxy stopped accepting; draining", metadata: ["proxy.open": "\(open)", "proxy.grace": "\(grace)"])
@@ -257,12 +299,15 @@ public final class ProxyServer: Sendable {
 final class FrontendListener: Sendable {
     let channel: any Channel
     let boundPort: Int
+    /// Connection counts of this listener, kept across reconfigurations.
+    let counters: FrontendCounters
     private let settings: NIOLockedValueBox<FrontendSettings>
 
-    init(channel: any Channel, boundPort: Int, current: NIOLockedValueBox<FrontendSettings>) {
+    init(channel: any Channel, boundPort: Int, current: NIOLockedValueBox<FrontendSettings>, counters: FrontendCounters) {
         self.channel = channel
         self.boundPort = boundPort
         self.settings = current
+        self.counters = counters
     }
 
     var current: FrontendSettings { settings.withLockedValue { $0 } }

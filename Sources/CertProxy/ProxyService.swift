@@ -4,8 +4,8 @@ import NIOConcurrencyHelpers
 import NIOCore
 import ServiceLifecycle
 
-/// The proxy as a long-running `Service`: loads the certificates, binds the frontends, keeps reloading certificates
-/// as they change, and on graceful shutdown (SIGTERM) stops accepting and drains open connections for `grace`.
+/// The proxy as a long-running `Service`: loads the certificates, binds the frontends, runs the servers' health
+/// checks, keeps reloading certificates as they change, and on graceful shutdown (SIGTERM) stops accepting and drains open connections for `grace`.
 ///
 /// While it runs, ``reconfigure(frontends:)`` changes the frontends without closing open connections (SIGHUP).
 /// Copies of the value share the running server.
@@ -43,6 +43,11 @@ public struct ProxyService: Service {
         self.logger = logger
     }
 
+    /// Every frontend with its servers' states and counters (for the stats page); empty when not running.
+    public func snapshot() -> [ProxyFrontendSnapshot] {
+        running.withLockedValue { $0 }?.snapshot() ?? []
+    }
+
     /// The port each frontend listens on, by frontend name; empty before the frontends are bound and after
     /// shutdown began.
     public var boundPorts: [String: Int] {
@@ -65,6 +70,7 @@ public struct ProxyService: Service {
         let server = try await ProxyServer.start(frontends: frontends, certificates: certificates, threads: threads, logger: logger)
         running.withLockedValue { $0 = server }
         await withTaskGroup(of: Void.self) { group in
+            group.addTask { await server.runHealthChecks() }
             group.addTask {
                 do {
                     try await reloader.run()
