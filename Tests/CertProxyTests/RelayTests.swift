@@ -24,22 +24,20 @@ struct RelayHarness {
 
 @Suite("Relaying: backend failures, half-close, graceful shutdown")
 struct RelayTests {
-    @Test("a backend that is down closes the client promptly; the next client is served")
+    @Test("a backend that is down: the client is relayed to the next server instead")
     func backendDown() async throws {
         let harness = try RelayHarness("down")
         defer { harness.fixture.remove() }
         let downPort = try PortAllocator.shared.allocate()
         let backend = try await TestBackend.start()
-        // Round-robin: the first connection goes to the dead port, the second to the live backend.
+        // Round-robin: the first connection goes to the dead port, then on to the live backend.
         let proxy = try await RunningProxy.start(
             certificates: harness.certificates, backends: [downPort, backend.port], logger: harness.logs.logger)
         try await stopping(proxy, backend) {
             let first = try await harness.connect(proxy)
-            try? await first.send("lost\n")
-            #expect(await first.waitClosed(timeout: .seconds(10)))
-            #expect(!first.text.contains("lost"))
-            // The proxy frees its side at once, not after NIOSSL's 5 s close_notify wait.
-            #expect(await eventually(timeout: .seconds(10)) { proxy.server.stats.active == 0 })
+            try await first.send("first\n")
+            #expect(await first.waitFor("first\n"))
+            await first.close()
 
             let second = try await harness.connect(proxy)
             try await second.send("hello\n")
@@ -47,6 +45,26 @@ struct RelayTests {
             await second.close()
             #expect(proxy.server.stats.backendFailures == 1)
             #expect(harness.logs.all.contains { $0.contains("backend unreachable") && $0.contains("127.0.0.1:\(downPort)") })
+        }
+    }
+
+    @Test("every backend down: the client is closed promptly and counted")
+    func allBackendsDown() async throws {
+        let harness = try RelayHarness("alldown")
+        defer { harness.fixture.remove() }
+        let downPorts = [try PortAllocator.shared.allocate(), try PortAllocator.shared.allocate()]
+        let proxy = try await RunningProxy.start(
+            certificates: harness.certificates, backends: downPorts, logger: harness.logs.logger)
+        try await stopping(proxy) {
+            let client = try await harness.connect(proxy)
+            try? await client.send("lost\n")
+            #expect(await client.waitClosed(timeout: .seconds(10)))
+            #expect(!client.text.contains("lost"))
+            // The proxy frees its side at once, not after NIOSSL's 5 s close_notify wait.
+            #expect(await eventually(timeout: .seconds(10)) { proxy.server.stats.active == 0 })
+            #expect(proxy.server.stats.backendFailures == 2)
+            #expect(proxy.server.snapshot().first?.noServerClosures == 1)
+            #expect(harness.logs.all.contains { $0.contains("no server left to try") })
         }
     }
 
