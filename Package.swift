@@ -98,8 +98,9 @@ let package = Package(
         .target(
             name: "CertProxy",
             dependencies: [
-                "CertStore", "StoreWatch",
+                "CertStore", "StoreWatch", "ACMEProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

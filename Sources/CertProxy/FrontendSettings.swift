@@ -32,7 +32,7 @@ final class FrontendSettings: Sendable {
         let localAddresses = frontends.contains { $0.pool.preferLocal } ? BackendPool.hostAddresses() : []
         for frontend in frontends {
             guard names.insert(frontend.name).inserted else { throw .duplicateFrontend(name: frontend.name) }
-            guard !frontend.pool.servers.isEmpty else { throw .noBackends(frontend: frontend.name) }
+            guard !frontend.pool.servers.isEmpty || frontend.http != nil else { throw .noBackends(frontend: frontend.name) }
             var serverNames: Set<String> = []
             for server in frontend.pool.servers where !serverNames.insert(server.name).inserted {
                 throw .duplicateServer(frontend: frontend.name, server: server.name)
@@ -59,6 +59,10 @@ final class FrontendSettings: Sendable {
 
     /// Installs the connection's handlers (called on its event loop while it is being initialised).
     func configure(channel: any Channel, counters: ProxyCounters, frontendCounters: FrontendCounters) throws {
+        if let http = frontend.http {
+            try ACMEHTTPHandler.configure(channel: channel, settings: http, idle: frontend.timeouts.idle, logger: logger)
+            return
+        }
         let sync = channel.pipeline.syncOperations
         if let tls = frontend.tls {
             let closing = TLSClosingState()

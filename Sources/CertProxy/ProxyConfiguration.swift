@@ -99,6 +99,9 @@ public struct ProxyFrontend: Sendable {
     /// Open client connections at most; `nil` for no limit. Connections beyond it are accepted and closed at
     /// once (not queued), so a flood never fills the listen backlog with connections that would wait.
     public var maxConnections: Int?
+    /// Plain-HTTP mode (`mode: http`): answer ACME http-01 challenges and redirect the rest to https instead of
+    /// relaying; `tls` and `pool` are then unused. See ``ProxyHTTPSettings``.
+    public var http: ProxyHTTPSettings? = nil
 
     /// The servers' addresses, in configuration order. Setting it replaces the pool with plain round-robin.
     public var backends: [ProxyBackend] {
