@@ -190,6 +190,7 @@ final class FrontendCounters: Sendable {
         var total = 0
         var refused = 0
         var noServer = 0
+        var handshakeFailures = 0
     }
 
     private let counts = NIOLockedValueBox(Counts())
@@ -212,7 +213,9 @@ final class FrontendCounters: Sendable {
 
     func noServer() { counts.withLockedValue { $0.noServer += 1 } }
 
-    var values: (active: Int, total: Int, refused: Int, noServer: Int) {
-        counts.withLockedValue { ($0.active, $0.total, $0.refused, $0.noServer) }
+    func handshakeFailed() { counts.withLockedValue { $0.handshakeFailures += 1 } }
+
+    var values: (active: Int, total: Int, refused: Int, noServer: Int, handshakeFailures: Int) {
+        counts.withLockedValue { ($0.active, $0.total, $0.refused, $0.noServer, $0.handshakeFailures) }
     }
 }

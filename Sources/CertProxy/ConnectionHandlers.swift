@@ -121,6 +121,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         handshakeTimer?.cancel()
         handshakeTimer = nil
         counters.update { $0.handshakeFailures += 1 }
+        frontendCounters.handshakeFailed()
         logger.debug("TLS handshake failed", metadata: metadata(context, ["tls.error": "\(reason())"]))
         context.close(promise: nil)
     }

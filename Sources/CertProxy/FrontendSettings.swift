@@ -72,11 +72,12 @@ final class FrontendSettings: Sendable {
             // override: measured cheaper, see the README).
             let certificates = self.certificates
             let sni = ByteToMessageHandler(
-                SNIHandler { [counters] result in
+                SNIHandler { [counters, frontendCounters] result in
                     let serverName: String?
                     if case .hostname(let name) = result { serverName = name } else { serverName = nil }
                     guard let context = certificates.serverContext(serverName: serverName, settings: tls) else {
                         counters.update { $0.handshakeFailures += 1 }
+                        frontendCounters.handshakeFailed()
                         channel.close(promise: nil)
                         return channel.eventLoop.makeFailedFuture(ProxyError.noCertificate(serverName: serverName))
                     }

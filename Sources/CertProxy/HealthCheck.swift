@@ -181,9 +181,11 @@ final class HealthCheckRunner: Sendable {
         guard let check = server.settings.check else { return }
         let interval = Duration.nanoseconds(check.interval.nanoseconds)
         while !pool.retired, !Task.isCancelled {
+            let started = ContinuousClock.now
             let (passed, detail) = await HealthProbe.run(check, server: server, tlsContext: pool.checkTLSContext, group: group)
             guard !pool.retired else { return }
-            apply(ProxyCheckResult(passed: passed, detail: detail, time: Date()), server: server, pool: pool)
+            let result = ProxyCheckResult(passed: passed, detail: detail, time: Date(), duration: ContinuousClock.now - started)
+            apply(result, server: server, pool: pool)
             do {
                 try await clock.sleep(for: interval)
             } catch {

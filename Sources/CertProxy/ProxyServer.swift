@@ -65,7 +65,7 @@ public final class ProxyServer: Sendable {
             let counts = listener.counters.values
             return ProxyFrontendSnapshot(
                 name: name, port: listener.boundPort, activeConnections: counts.active, totalConnections: counts.total,
-                refusedConnections: counts.refused, noServerClosures: counts.noServer,
+                refusedConnections: counts.refused, noServerClosures: counts.noServer, handshakeFailures: counts.handshakeFailures,
                 maxConnections: settings.frontend.maxConnections, balance: settings.pool.settings.balance,
                 servers: settings.pool.servers.map(\.snapshot))
         }

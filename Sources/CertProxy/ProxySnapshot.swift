@@ -8,6 +8,8 @@ public struct ProxyCheckResult: Sendable, Hashable {
     public var detail: String
     /// When it finished.
     public var time: Date
+    /// How long the probe took (connect, request and answer, or handshake).
+    public var duration: Duration = .zero
 }
 
 /// One server's state and counters at the moment of a ``ProxyServer/snapshot()``.
@@ -54,6 +56,8 @@ public struct ProxyFrontendSnapshot: Sendable, Hashable {
     public var refusedConnections: Int
     /// Clients closed because no server could take them.
     public var noServerClosures: Int
+    /// TLS handshakes that failed or timed out (always 0 for a TCP frontend).
+    public var handshakeFailures: Int = 0
     /// The frontend's `maxconn`, if any.
     public var maxConnections: Int?
     /// How servers are chosen.
