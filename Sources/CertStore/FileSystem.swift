@@ -136,7 +136,8 @@ struct FileSystem: Sendable {
     }
 
     /// The whole file; `nil` when it does not exist.
-    func readFile(_ path: String) throws(StoreError) -> [UInt8]? {
+    /// - Parameter limit: When given, a file longer than `limit` bytes is refused (`corrupt`) without reading it all.
+    func readFile(_ path: String, limit: Int? = nil) throws(StoreError) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             if errno == ENOENT { return nil }
@@ -153,6 +154,9 @@ struct FileSystem: Sendable {
             }
             if count == 0 { return result }
             result.append(contentsOf: chunk[0..<count])
+            if let limit, result.count > limit {
+                throw StoreError(code: .corrupt, operation: "read", path: path, detail: "larger than \(limit) bytes")
+            }
         }
     }
 
@@ -212,6 +216,15 @@ struct FileSystem: Sendable {
 
 /// Atomic whole-file replacement: readers see the old file or the new one, never a mix or a gap.
 public enum AtomicFile {
+    /// The text of a small file (a key, a certificate, an identity), or `nil` when it does not exist.
+    /// - Parameters:
+    ///   - path: The file.
+    ///   - limit: The largest size accepted, in bytes (1 MiB by default): a larger file is not one of ours.
+    /// - Throws: ``StoreError``: `io` when the file cannot be opened or read, `corrupt` when it exceeds `limit`.
+    public static func readText(_ path: String, limit: Int = 1 << 20) throws(StoreError) -> String? {
+        try FileSystem().readFile(path, limit: limit).map { String(decoding: $0, as: UTF8.self) }
+    }
+
     /// Writes `data` to `path` atomically: a temporary file in the same directory is written, fsynced and
     /// renamed over `path`, then the directory is fsynced. On failure the temporary file is removed and
     /// `path` is unchanged.

@@ -64,11 +64,16 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
     public var description: String {
         var line = operation
         if !path.isEmpty { line += " \(path)" }
+        if !reason.isEmpty { line += ": " + reason }
+        return line.replacingNewlines()
+    }
+
+    /// The system error text and/or the detail, without the operation and path (empty when there is neither).
+    public var reason: String {
         var reasons: [String] = []
         if let errno { reasons.append("\(String(cString: strerror(errno))) (errno \(errno))") }
         if let detail { reasons.append(detail) }
-        if !reasons.isEmpty { line += ": " + reasons.joined(separator: "; ") }
-        return line.replacingNewlines()
+        return reasons.joined(separator: "; ").replacingNewlines()
     }
 
     /// An I/O error from the current `errno`.

@@ -8,30 +8,13 @@ import Darwin
 
 /// The small set of file operations the cluster trust layer needs, with errors naming the path.
 enum ClusterFiles {
-    /// The file's text, or `nil` when it does not exist.
+    /// The file's text, or `nil` when it does not exist (an identity or CA file is a few KiB: over 1 MiB is refused).
     static func read(_ path: String) throws(ClusterTrustError) -> String? {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        if descriptor < 0 {
-            if errno == ENOENT { return nil }
-            throw ioError(path, "cannot open")
+        do {
+            return try AtomicFile.readText(path)
+        } catch {
+            throw ClusterTrustError(code: error.code == .corrupt ? .malformed : .io, subject: path, detail: "cannot \(error.operation): \(error.reason)")
         }
-        defer { close(descriptor) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16384)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw ioError(path, "cannot read")
-            }
-            if count == 0 { break }
-            bytes.append(contentsOf: chunk[0..<count])
-            // An identity or CA file is a few KiB; anything huge is not ours.
-            if bytes.count > 1 << 20 {
-                throw ClusterTrustError(code: .malformed, subject: path, detail: "file is larger than 1 MiB")
-            }
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// The permission bits of `path`, or `nil` when it does not exist.

@@ -107,30 +107,13 @@ public struct InternalCADirectory: Sendable {
 
     // MARK: Files
 
-    /// The file's text, or `nil` when it does not exist.
+    /// The file's text, or `nil` when it does not exist (a root or its key is well under a KiB: over 1 MiB is refused).
     static func read(_ path: String) throws(InternalCAError) -> String? {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        if descriptor < 0 {
-            if errno == ENOENT { return nil }
-            throw InternalCAError(code: .io, subject: path, detail: "cannot open: \(String(cString: strerror(errno)))")
+        do {
+            return try AtomicFile.readText(path)
+        } catch {
+            throw InternalCAError(code: error.code == .corrupt ? .malformed : .io, subject: path, detail: "cannot \(error.operation): \(error.reason)")
         }
-        defer { close(descriptor) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16384)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw InternalCAError(code: .io, subject: path, detail: "cannot read: \(String(cString: strerror(errno)))")
-            }
-            if count == 0 { break }
-            bytes.append(contentsOf: chunk[0..<count])
-            // A root or its key is well under a KiB; anything large is not ours.
-            if bytes.count > 1 << 20 {
-                throw InternalCAError(code: .malformed, subject: path, detail: "file is larger than 1 MiB")
-            }
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Creates `path` (0755) and missing parents; an existing directory is fine.
