@@ -16,7 +16,12 @@ enum ConfigSchema {
     static let cluster = ["role", "listen", "peers", "identity", "long_poll", "anti_entropy", "takeover_after", "takeover_margin"]
     static let clusterPeer = ["name", "address"]
     static let proxy = ["threads", "grace", "default_certificate", "frontends"]
-    static let frontend = ["name", "listen", "mode", "alpn", "min_tls", "backends", "handshake_timeout", "connect_timeout", "idle_timeout"]
+    static let frontend = [
+        "name", "listen", "mode", "alpn", "min_tls", "backends", "balance", "prefer_local", "proxy_protocol", "on_marked_down",
+        "maxconn", "check", "handshake_timeout", "connect_timeout", "idle_timeout",
+    ]
+    static let backendServer = ["address", "name", "weight", "backup", "local", "maxconn", "proxy_protocol", "check"]
+    static let healthCheck = ["type", "port", "method", "path", "expect_status", "interval", "timeout", "fall", "rise"]
 
     /// Every key path the file can contain, with `[]` for list items; the documentation tests check against it.
     static let allKeyPaths: [String] = {
@@ -36,6 +41,9 @@ enum ConfigSchema {
         add("cluster.peers[]", clusterPeer)
         add("proxy", proxy)
         add("proxy.frontends[]", frontend)
+        add("proxy.frontends[].check", healthCheck)
+        add("proxy.frontends[].backends[]", backendServer)
+        add("proxy.frontends[].backends[].check", healthCheck)
         return paths
     }()
 }

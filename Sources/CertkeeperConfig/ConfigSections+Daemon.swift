@@ -102,27 +102,126 @@ extension ConfigReader {
                 return nil
             }
         } ?? false
-        let backends = required(map, "backends") { node, path -> [ListenAddress]? in
-            guard let items = list(node, at: path, of: "backend addresses (host:port)") else { return nil }
+        let servers = required(map, "backends") { node, path -> [BackendServerSettings]? in
+            guard let items = list(node, at: path, of: "backends (host:port, or a mapping with an address)") else { return nil }
             if items.isEmpty {
                 report(path, "must list at least one backend", node: node)
                 return nil
             }
-            let parsed = items.compactMap { listenAddress($0.node, at: $0.path) }
-            return parsed.count == items.count ? parsed : nil
+            let parsed = items.compactMap { backendServer($0.node, at: $0.path) }
+            guard parsed.count == items.count else { return nil }
+            var names: [String: ConfigPath] = [:]
+            for (server, item) in zip(parsed, items) {
+                let name = server.name ?? server.address.description
+                if let earlier = names[name] {
+                    report(item.path, "duplicate backend '\(name)' (also \(earlier)); give one a different name", node: item.node)
+                    return nil
+                }
+                names[name] = item.path
+            }
+            return parsed
         }
+        let check = optional(map, "check") { node, path -> HealthCheckSettings?? in
+            if let enabled = boolean(node, at: path, quiet: true) { return enabled ? .some(HealthCheckSettings()) : .some(nil) }
+            return healthCheck(node, at: path).map { .some($0) }
+        } ?? nil
         if mode == .tcp {
             for key in ["alpn", "min_tls", "handshake_timeout"] {
                 if let keyNode = map[key] { report(path.key(key), "only applies to mode: tls", node: keyNode) }
             }
         }
-        guard let name, let listen, let backends else { return nil }
+        guard let name, let listen, let servers else { return nil }
         return FrontendSettings(
-            name: name, listen: listen, mode: mode, alpn: alpn, minimumTLS13: minimumTLS, backends: backends,
+            name: name, listen: listen, mode: mode, alpn: alpn, minimumTLS13: minimumTLS, servers: servers,
+            balance: optional(map, "balance") { node, path in enumeration(node, at: path, FrontendSettings.Balance.self) } ?? .roundrobin,
+            preferLocal: optional(map, "prefer_local") { boolean($0, at: $1) } ?? false,
+            proxyProtocol: optional(map, "proxy_protocol", proxyProtocol) ?? false,
+            onMarkedDown: optional(map, "on_marked_down") { node, path in
+                enumeration(node, at: path, FrontendSettings.MarkedDownAction.self)
+            } ?? .keepSessions,
+            maxConnections: optional(map, "maxconn") { integer($0, at: $1, in: BackendServerSettings.maxConnectionsRange) },
+            check: check,
             handshakeTimeout: optional(map, "handshake_timeout", timeout) ?? FrontendSettings.defaultHandshakeTimeout,
             connectTimeout: optional(map, "connect_timeout", timeout) ?? FrontendSettings.defaultConnectTimeout,
             idleTimeout: optional(map, "idle_timeout", timeout) ?? FrontendSettings.defaultIdleTimeout
         )
+    }
+
+    /// One `backends[]` entry: `"host:port"`, or a mapping with `address` and the server's options.
+    func backendServer(_ node: Node, at path: ConfigPath) -> BackendServerSettings? {
+        if case .scalar = node {
+            return listenAddress(node, at: path).map { BackendServerSettings(address: $0) }
+        }
+        guard let map = mapping(node, at: path, keys: ConfigSchema.backendServer) else { return nil }
+        let address = required(map, "address", listenAddress)
+        let check = optional(map, "check") { node, path -> BackendServerSettings.Check? in
+            if let enabled = boolean(node, at: path, quiet: true) { return enabled ? .custom(HealthCheckSettings()) : .disabled }
+            return healthCheck(node, at: path).map { .custom($0) }
+        } ?? .inherit
+        guard let address else { return nil }
+        return BackendServerSettings(
+            address: address, name: optional(map, "name", name),
+            weight: optional(map, "weight") { integer($0, at: $1, in: BackendServerSettings.weightRange) } ?? 1,
+            backup: optional(map, "backup") { boolean($0, at: $1) } ?? false,
+            local: optional(map, "local") { boolean($0, at: $1) },
+            maxConnections: optional(map, "maxconn") { integer($0, at: $1, in: BackendServerSettings.maxConnectionsRange) },
+            proxyProtocol: optional(map, "proxy_protocol", proxyProtocol),
+            check: check)
+    }
+
+    /// A `check:` mapping.
+    func healthCheck(_ node: Node, at path: ConfigPath) -> HealthCheckSettings? {
+        guard let map = mapping(node, at: path, keys: ConfigSchema.healthCheck) else { return nil }
+        let kind = optional(map, "type") { node, path in enumeration(node, at: path, HealthCheckSettings.Kind.self) } ?? .tcp
+        if kind != .http {
+            for key in ["method", "path", "expect_status"] {
+                if let keyNode = map[key] { report(path.key(key), "only applies to type: http", node: keyNode) }
+            }
+        }
+        let method = optional(map, "method") { node, path in
+            checkedString(node, at: path, isNot: "an HTTP method") { text in
+                !text.isEmpty && text.utf8.allSatisfy({ (0x41...0x5A).contains($0) }) ? nil : "use upper-case letters, like GET or HEAD"
+            }
+        }
+        let requestPath = optional(map, "path") { node, path in
+            checkedString(node, at: path, isNot: "an HTTP path") { text in
+                text.hasPrefix("/") && !text.contains(where: { $0 == " " || $0.isNewline || $0 == "\0" })
+                    ? nil : "it must start with / and contain no spaces or line breaks"
+            }
+        }
+        let interval = optional(map, "interval", timeout) ?? HealthCheckSettings.defaultInterval
+        let checkTimeout = optional(map, "timeout", timeout)
+        if let checkTimeout, checkTimeout > interval, let timeoutNode = map["timeout"] {
+            let shown = interval == interval.rounded() ? "\(Int(interval))s" : "\(interval)s"
+            report(path.key("timeout"), "must be at most the interval (\(shown))", node: timeoutNode)
+        }
+        return HealthCheckSettings(
+            kind: kind, port: optional(map, "port") { integer($0, at: $1, in: 1...65535) },
+            method: method ?? "GET", path: requestPath ?? "/",
+            expectStatus: optional(map, "expect_status") { integer($0, at: $1, in: 100...599) } ?? 200,
+            interval: interval, timeout: checkTimeout,
+            fall: optional(map, "fall") { integer($0, at: $1, in: HealthCheckSettings.countRange) } ?? HealthCheckSettings.defaultFall,
+            rise: optional(map, "rise") { integer($0, at: $1, in: HealthCheckSettings.countRange) } ?? HealthCheckSettings.defaultRise)
+    }
+
+    /// `proxy_protocol`: `v2` (send the header) or `none`.
+    func proxyProtocol(_ node: Node, at path: ConfigPath) -> Bool? {
+        guard let text = string(node, at: path) else { return nil }
+        switch text {
+        case "v2": return true
+        case "none": return false
+        default:
+            report(path, "'\(Self.quoted(text))' is not a PROXY protocol version; use v2 or none", node: node)
+            return nil
+        }
+    }
+
+    /// A YAML boolean (`true`, `false`).
+    /// - Parameter quiet: return `nil` without reporting when the value is not a boolean (the caller tries another form).
+    func boolean(_ node: Node, at path: ConfigPath, quiet: Bool = false) -> Bool? {
+        if case .scalar(let scalar) = node, node.tagName == .bool, let value = Bool.construct(from: scalar) { return value }
+        if !quiet { report(path, "expected true or false, got \(Self.describe(node))", node: node) }
+        return nil
     }
 
     /// ALPN protocol ids: a list of 1–255 byte printable ASCII strings (`h2`, `http/1.1`, `mqtt`).

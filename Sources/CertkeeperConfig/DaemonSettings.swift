@@ -126,8 +126,20 @@ public struct FrontendSettings: Sendable, Equatable {
     public var alpn: [String]
     /// `min_tls`: `"1.2"` (default) or `"1.3"`.
     public var minimumTLS13: Bool
-    /// `backends`: addresses, round-robin.
-    public var backends: [ListenAddress]
+    /// `backends`: the servers, in order (a string entry is a server with only an address).
+    public var servers: [BackendServerSettings]
+    /// `balance` (default `roundrobin`).
+    public var balance: Balance
+    /// `prefer_local`: local servers first, the others only when no local one can take the connection.
+    public var preferLocal: Bool
+    /// `proxy_protocol`: send a PROXY v2 header to every server (servers may override it).
+    public var proxyProtocol: Bool
+    /// `on_marked_down` (default `keep_sessions`).
+    public var onMarkedDown: MarkedDownAction
+    /// `maxconn`: open client connections at most; `nil` for no limit.
+    public var maxConnections: Int?
+    /// `check`: the health check of every server that does not set its own; `nil` for none.
+    public var check: HealthCheckSettings?
     /// `handshake_timeout`.
     public var handshakeTimeout: Double
     /// `connect_timeout`.
@@ -135,10 +147,33 @@ public struct FrontendSettings: Sendable, Equatable {
     /// `idle_timeout`.
     public var idleTimeout: Double
 
+    /// How a server is picked.
+    public enum Balance: String, Sendable, Equatable, CaseIterable {
+        /// Weighted round-robin.
+        case roundrobin
+        /// Fewest open connections relative to weight.
+        case leastconn
+        /// The first server in order that is up and below its `maxconn`.
+        case first
+    }
+
+    /// What happens to a server's open connections when its check marks it down.
+    public enum MarkedDownAction: String, Sendable, Equatable, CaseIterable {
+        /// They continue.
+        case keepSessions = "keep_sessions"
+        /// They are closed.
+        case shutdownSessions = "shutdown_sessions"
+    }
+
+    /// The addresses of ``servers``, in order.
+    public var backends: [ListenAddress] { servers.map(\.address) }
+
     /// Creates a frontend.
     public init(
         name: String, listen: ListenAddress, mode: Mode = .tls, alpn: [String] = [], minimumTLS13: Bool = false,
-        backends: [ListenAddress], handshakeTimeout: Double = Self.defaultHandshakeTimeout,
+        servers: [BackendServerSettings], balance: Balance = .roundrobin, preferLocal: Bool = false,
+        proxyProtocol: Bool = false, onMarkedDown: MarkedDownAction = .keepSessions, maxConnections: Int? = nil,
+        check: HealthCheckSettings? = nil, handshakeTimeout: Double = Self.defaultHandshakeTimeout,
         connectTimeout: Double = Self.defaultConnectTimeout, idleTimeout: Double = Self.defaultIdleTimeout
     ) {
         self.name = name
@@ -146,9 +181,122 @@ public struct FrontendSettings: Sendable, Equatable {
         self.mode = mode
         self.alpn = alpn
         self.minimumTLS13 = minimumTLS13
-        self.backends = backends
+        self.servers = servers
+        self.balance = balance
+        self.preferLocal = preferLocal
+        self.proxyProtocol = proxyProtocol
+        self.onMarkedDown = onMarkedDown
+        self.maxConnections = maxConnections
+        self.check = check
         self.handshakeTimeout = handshakeTimeout
         self.connectTimeout = connectTimeout
         self.idleTimeout = idleTimeout
+    }
+}
+
+/// One `proxy.frontends[].backends[]` entry: a string `host:port`, or a mapping.
+public struct BackendServerSettings: Sendable, Equatable {
+    /// Allowed values for ``weight``.
+    public static let weightRange = 0...256
+    /// Allowed values for ``maxConnections`` (and the frontend's `maxconn`).
+    public static let maxConnectionsRange = 1...1_000_000
+
+    /// Which health check a server runs.
+    public enum Check: Sendable, Equatable {
+        /// The frontend's `check`, if any.
+        case inherit
+        /// None (`check: false`), even when the frontend has one.
+        case disabled
+        /// Its own.
+        case custom(HealthCheckSettings)
+    }
+
+    /// `address`.
+    public var address: ListenAddress
+    /// `name`; `nil` means the address.
+    public var name: String?
+    /// `weight` (default 1; 0 takes no new connections).
+    public var weight: Int
+    /// `backup`: used only when no normal server can take the connection.
+    public var backup: Bool
+    /// `local`: runs on this host (for `prefer_local`); `nil` detects it from the address.
+    public var local: Bool?
+    /// `maxconn`: open connections at most; `nil` for no limit.
+    public var maxConnections: Int?
+    /// `proxy_protocol`: overrides the frontend's; `nil` follows it.
+    public var proxyProtocol: Bool?
+    /// `check`.
+    public var check: Check
+
+    /// Creates a server.
+    public init(
+        address: ListenAddress, name: String? = nil, weight: Int = 1, backup: Bool = false, local: Bool? = nil,
+        maxConnections: Int? = nil, proxyProtocol: Bool? = nil, check: Check = .inherit
+    ) {
+        self.address = address
+        self.name = name
+        self.weight = weight
+        self.backup = backup
+        self.local = local
+        self.maxConnections = maxConnections
+        self.proxyProtocol = proxyProtocol
+        self.check = check
+    }
+}
+
+/// A `check:` mapping (on a frontend or a server).
+public struct HealthCheckSettings: Sendable, Equatable {
+    /// Default ``interval``.
+    public static let defaultInterval: Double = 2
+    /// Default ``fall``.
+    public static let defaultFall = 3
+    /// Default ``rise``.
+    public static let defaultRise = 2
+    /// Allowed values for ``fall`` and ``rise``.
+    public static let countRange = 1...100
+
+    /// What a check does.
+    public enum Kind: String, Sendable, Equatable, CaseIterable {
+        /// Connect and close.
+        case tcp
+        /// An HTTP request; the status must be `expect_status`.
+        case http
+        /// A TLS handshake (the certificate is not verified).
+        case tls
+    }
+
+    /// `type` (default `tcp`).
+    public var kind: Kind
+    /// `port`: another port than the traffic port; `nil` for the traffic port.
+    public var port: Int?
+    /// `method` (http; default `GET`).
+    public var method: String
+    /// `path` (http; default `/`).
+    public var path: String
+    /// `expect_status` (http; default 200).
+    public var expectStatus: Int
+    /// `interval` in seconds (default 2).
+    public var interval: Double
+    /// `timeout` in seconds; `nil` means the interval.
+    public var timeout: Double?
+    /// `fall` (default 3).
+    public var fall: Int
+    /// `rise` (default 2).
+    public var rise: Int
+
+    /// Creates a check; omitted values take the documented defaults.
+    public init(
+        kind: Kind = .tcp, port: Int? = nil, method: String = "GET", path: String = "/", expectStatus: Int = 200,
+        interval: Double = Self.defaultInterval, timeout: Double? = nil, fall: Int = Self.defaultFall, rise: Int = Self.defaultRise
+    ) {
+        self.kind = kind
+        self.port = port
+        self.method = method
+        self.path = path
+        self.expectStatus = expectStatus
+        self.interval = interval
+        self.timeout = timeout
+        self.fall = fall
+        self.rise = rise
     }
 }

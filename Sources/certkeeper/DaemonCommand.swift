@@ -102,7 +102,7 @@ enum DaemonProxy {
             }
         }
         return ProxyService(
-            frontends: frontends(settings), certificates: certificates, reloader: reloader,
+            frontends: frontends(configuration, logger: logger), certificates: certificates, reloader: reloader,
             threads: settings.threads ?? System.coreCount, grace: .milliseconds(Int64(settings.grace * 1000)), logger: logger)
     }
 
@@ -114,11 +114,42 @@ enum DaemonProxy {
                 tls: frontend.mode == .tls
                     ? ProxyTLSSettings(applicationProtocols: frontend.alpn, minimumVersion: frontend.minimumTLS13 ? .tlsv13 : .tlsv12)
                     : nil,
-                backends: frontend.backends.map { ProxyBackend(host: $0.host, port: $0.port) },
+                pool: ProxyBackendPool(
+                    servers: frontend.servers.map { server(frontend, $0) },
+                    balance: ProxyBalance(rawValue: frontend.balance.rawValue) ?? .roundRobin,
+                    preferLocal: frontend.preferLocal, proxyProtocol: frontend.proxyProtocol,
+                    onMarkedDown: frontend.onMarkedDown == .shutdownSessions ? .shutdownSessions : .keepSessions),
                 timeouts: ProxyTimeouts(
                     handshake: amount(frontend.handshakeTimeout), backendConnect: amount(frontend.connectTimeout),
-                    idle: amount(frontend.idleTimeout)))
+                    idle: amount(frontend.idleTimeout)),
+                maxConnections: frontend.maxConnections)
         }
+    }
+
+    /// One `backends[]` entry as a proxy server; its check is its own, the frontend's, or none.
+    static func server(_ frontend: CertkeeperConfig.FrontendSettings, _ server: BackendServerSettings) -> ProxyBackendServer {
+        let check: HealthCheckSettings?
+        switch server.check {
+        case .inherit: check = frontend.check
+        case .disabled: check = nil
+        case .custom(let own): check = own
+        }
+        return ProxyBackendServer(
+            name: server.name, address: ProxyBackend(host: server.address.host, port: server.address.port), weight: server.weight,
+            backup: server.backup, local: server.local, maxConnections: server.maxConnections, proxyProtocol: server.proxyProtocol,
+            check: check.map(healthCheck))
+    }
+
+    static func healthCheck(_ check: HealthCheckSettings) -> ProxyHealthCheck {
+        let kind: ProxyHealthCheck.Kind
+        switch check.kind {
+        case .tcp: kind = .tcp
+        case .tls: kind = .tls
+        case .http: kind = .http(method: check.method, path: check.path, expectStatus: check.expectStatus)
+        }
+        return ProxyHealthCheck(
+            kind: kind, port: check.port, interval: amount(check.interval), timeout: check.timeout.map(amount), fall: check.fall,
+            rise: check.rise)
     }
 
     static func amount(_ seconds: Double) -> TimeAmount { .milliseconds(Int64(seconds * 1000)) }
@@ -150,7 +181,7 @@ struct ConfigReloadService: Service {
                 logger.notice("settings other than proxy.frontends changed; they take effect when the daemon restarts")
             }
             if let proxy {
-                let frontends = next.proxy.map(DaemonProxy.frontends) ?? []
+                let frontends = DaemonProxy.frontends(next, logger: logger)
                 do {
                     try await proxy.reconfigure(frontends: frontends)
                     logger.notice("proxy reconfigured", metadata: ["proxy.frontends": "\(frontends.map(\.name).joined(separator: ","))"])
