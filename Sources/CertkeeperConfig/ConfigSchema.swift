@@ -8,7 +8,7 @@ enum ConfigSchema {
     static let internalCA = ["name", "leaf_lifetime", "root_lifetime"]
     static let renew = ["random_sleep", "concurrency", "lock_timeout", "http01_listen"]
     static let certificate = ["name", "domains", "issuer", "key_type", "challenge", "renew_before", "profile", "hooks"]
-    static let http01Challenge = ["type", "webroot", "listen"]
+    static let http01Challenge = ["type", "webroot", "listen", "stateless"]
     static let dns01Challenge = ["type", "hook", "propagation_delay", "timeout"]
     static let anyChallenge = http01Challenge + dns01Challenge.filter { !http01Challenge.contains($0) }
     static let hooks = ["deploy", "directory", "timeout"]
@@ -18,7 +18,7 @@ enum ConfigSchema {
     static let proxy = ["threads", "grace", "default_certificate", "frontends"]
     static let frontend = [
         "name", "listen", "mode", "alpn", "min_tls", "backends", "balance", "prefer_local", "proxy_protocol", "on_marked_down",
-        "maxconn", "check", "handshake_timeout", "connect_timeout", "idle_timeout",
+        "maxconn", "check", "handshake_timeout", "connect_timeout", "idle_timeout", "https_port",
     ]
     static let backendServer = ["address", "name", "weight", "backup", "local", "maxconn", "proxy_protocol", "check"]
     static let healthCheck = ["type", "port", "method", "path", "expect_status", "interval", "timeout", "fall", "rise"]

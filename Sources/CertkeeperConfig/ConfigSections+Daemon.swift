@@ -102,7 +102,7 @@ extension ConfigReader {
                 return nil
             }
         } ?? false
-        let servers = required(map, "backends") { node, path -> [BackendServerSettings]? in
+        let servers: [BackendServerSettings]? = mode == .http ? [] : required(map, "backends") { node, path -> [BackendServerSettings]? in
             guard let items = list(node, at: path, of: "backends (host:port, or a mapping with an address)") else { return nil }
             if items.isEmpty {
                 report(path, "must list at least one backend", node: node)
@@ -130,8 +130,18 @@ extension ConfigReader {
                 if let keyNode = map[key] { report(path.key(key), "only applies to mode: tls", node: keyNode) }
             }
         }
+        if mode == .http {
+            // An HTTP frontend answers ACME challenges and redirects; it relays nothing and terminates no TLS.
+            let unused = ["alpn", "min_tls", "handshake_timeout", "backends", "balance", "prefer_local", "proxy_protocol", "on_marked_down", "check", "connect_timeout"]
+            for key in unused {
+                if let keyNode = map[key] { report(path.key(key), "does not apply to mode: http", node: keyNode) }
+            }
+        } else if let keyNode = map["https_port"] {
+            report(path.key("https_port"), "only applies to mode: http", node: keyNode)
+        }
+        let httpsPort = optional(map, "https_port") { integer($0, at: $1, in: 1...65535) }
         guard let name, let listen, let servers else { return nil }
-        return FrontendSettings(
+        var frontend = FrontendSettings(
             name: name, listen: listen, mode: mode, alpn: alpn, minimumTLS13: minimumTLS, servers: servers,
             balance: optional(map, "balance") { node, path in enumeration(node, at: path, FrontendSettings.Balance.self) } ?? .roundrobin,
             preferLocal: optional(map, "prefer_local") { boolean($0, at: $1) } ?? false,
@@ -145,6 +155,11 @@ extension ConfigReader {
             connectTimeout: optional(map, "connect_timeout", timeout) ?? FrontendSettings.defaultConnectTimeout,
             idleTimeout: optional(map, "idle_timeout", timeout) ?? FrontendSettings.defaultIdleTimeout
         )
+        if mode == .http {
+            frontend.httpsPort = httpsPort
+            if map["idle_timeout"] == nil { frontend.idleTimeout = FrontendSettings.defaultHTTPIdleTimeout }
+        }
+        return frontend
     }
 
     /// One `backends[]` entry: `"host:port"`, or a mapping with `address` and the server's options.

@@ -319,7 +319,16 @@ extension ConfigReader {
                 report(path, "set either webroot (an existing web server) or listen (the built-in responder), "
                     + "not both", node: listenNode)
             }
-            return .http01(HTTP01Settings(webroot: webroot, listen: listen))
+            let stateless = optional(map, "stateless") { node, path -> Bool? in
+                if case .scalar(let scalar) = node, node.tagName == .bool, let value = Bool.construct(from: scalar) { return value }
+                report(path, "expected true or false, got \(Self.describe(node))", node: node)
+                return nil
+            } ?? false
+            if stateless, webroot != nil || listen != nil, let statelessNode = map["stateless"] {
+                report(path.key("stateless"), "stateless: true publishes nothing (the daemons' mode: http frontends answer); "
+                    + "remove webroot and listen", node: statelessNode)
+            }
+            return .http01(HTTP01Settings(webroot: webroot, listen: listen, stateless: stateless))
         case .dns01:
             let hook = required(map, "hook", absolutePath)
             let propagationDelay = optional(map, "propagation_delay", delay) ?? DNS01Settings.defaultPropagationDelay

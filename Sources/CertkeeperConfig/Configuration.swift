@@ -306,17 +306,21 @@ public enum ChallengeSpec: Sendable, Equatable {
     }
 }
 
-/// Settings of an http-01 challenge. With neither field set the built-in responder answers on `renew.http01_listen`.
+/// Settings of an http-01 challenge. With no field set the built-in responder answers on `renew.http01_listen`.
 public struct HTTP01Settings: Sendable, Equatable {
     /// `webroot`: write tokens below `<webroot>/.well-known/acme-challenge/` for an existing web server.
     public var webroot: String?
     /// `listen`: run the built-in responder on this address instead of `renew.http01_listen`.
     public var listen: ListenAddress?
+    /// `stateless`: publish nothing; the `mode: http` proxy frontends of the cluster's daemons answer every token
+    /// with the replicated account's thumbprint.
+    public var stateless: Bool
 
-    /// Creates http-01 settings; set at most one of the two.
-    public init(webroot: String? = nil, listen: ListenAddress? = nil) {
+    /// Creates http-01 settings; set at most one of the three.
+    public init(webroot: String? = nil, listen: ListenAddress? = nil, stateless: Bool = false) {
         self.webroot = webroot
         self.listen = listen
+        self.stateless = stateless
     }
 }
 

@@ -107,6 +107,8 @@ public struct FrontendSettings: Sendable, Equatable {
     public static let defaultConnectTimeout: Double = 5
     /// Default for ``idleTimeout``.
     public static let defaultIdleTimeout: Double = 300
+    /// Default ``idleTimeout`` of a `mode: http` frontend (also the keep-alive limit between requests).
+    public static let defaultHTTPIdleTimeout: Double = 30
 
     /// Whether the frontend terminates TLS.
     public enum Mode: String, Sendable, Equatable, CaseIterable {
@@ -114,6 +116,9 @@ public struct FrontendSettings: Sendable, Equatable {
         case tls
         /// Relay TCP unchanged.
         case tcp
+        /// Plain HTTP (port 80): answer ACME http-01 challenges with the stored account's thumbprint, redirect
+        /// everything else to https; no backends.
+        case http
     }
 
     /// `name`: unique among frontends; used in logs and stats.
@@ -146,6 +151,8 @@ public struct FrontendSettings: Sendable, Equatable {
     public var connectTimeout: Double
     /// `idle_timeout`.
     public var idleTimeout: Double
+    /// `https_port` (mode `http`): the port of redirect targets; `nil` for 443.
+    public var httpsPort: Int? = nil
 
     /// How a server is picked.
     public enum Balance: String, Sendable, Equatable, CaseIterable {

@@ -93,6 +93,7 @@ final class RenewalSession: Sendable {
     func makeSolver(for spec: CertificateSpec, logger: Logger) async throws -> any ChallengeSolver {
         switch spec.challenge {
         case .http01(let settings):
+            if settings.stateless { return StatelessHTTP01Solver() }
             if let webroot = settings.webroot { return WebrootSolver(webroot: webroot) }
             let address = settings.listen ?? configuration.renew.http01Listen
             return HTTP01ResponderSolver(tokens: try await responders.responder(host: address.host, port: address.port).tokens)
