@@ -218,6 +218,8 @@ let package = Package(
             name: "CertProxyTests",
             dependencies: [
                 "CertProxy", "CertStore", "CertkeeperTestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -17,6 +17,8 @@ final class ClusterFixture: @unchecked Sendable {
     private var pebbles: [Int: PebbleServer] = [:]
     private var roles: [Int: String] = [:]
     private var clusterExtra = ""
+    private var certificatesExtra = ""
+    private var frontendsExtra = ""
 
     static let certificateName = "web"
     static let domain = "sync.example"
@@ -37,15 +39,20 @@ final class ClusterFixture: @unchecked Sendable {
     ///   - pebbleOptions: Pebble's options, for every node's Pebble unless `pebbleOptionsByNode` names the node.
     ///   - pebbleOptionsByNode: Options for particular nodes' Pebbles.
     ///   - clusterExtra: Extra YAML lines under `cluster:` (indented two spaces).
+    ///   - certificatesExtra: Extra `certificates:` entries (indented two spaces).
+    ///   - frontendsExtra: Extra `proxy.frontends:` entries (indented four spaces); `$ADDRESS` is the node's address.
     static func make(
         label: String, roles: [String], pebbleOn: [Int], pebbleOptions: PebbleServer.Options = PebbleServer.Options(alwaysValid: true),
-        pebbleOptionsByNode: [Int: PebbleServer.Options] = [:], clusterExtra: String = ""
+        pebbleOptionsByNode: [Int: PebbleServer.Options] = [:], clusterExtra: String = "", certificatesExtra: String = "",
+        frontendsExtra: String = ""
     ) async throws -> ClusterFixture {
         let network = try await TestNetwork.create(nodes: roles.count, label: label)
         let fixture: ClusterFixture
         do {
             fixture = ClusterFixture(network: network, work: try TemporaryDirectory(name: "cluster-\(label)"), binary: try CLI.executablePath())
             fixture.clusterExtra = clusterExtra
+            fixture.certificatesExtra = certificatesExtra
+            fixture.frontendsExtra = frontendsExtra
             for (offset, role) in roles.enumerated() { fixture.roles[offset + 1] = role }
             for index in pebbleOn {
                 fixture.pebbles[index] = try await PebbleServer.start(
@@ -103,6 +110,7 @@ final class ClusterFixture: @unchecked Sendable {
             certificates:
               - name: \(Self.certificateName)
                 domains: [\(Self.domain)]
+            \(certificatesExtra)
             cluster:
               role: \(roles[index] ?? "follower")
               listen: "\(me.address):\(Self.peerPort)"
@@ -113,6 +121,7 @@ final class ClusterFixture: @unchecked Sendable {
             proxy:
               frontends:
                 - {name: https, listen: "\(me.address):\(Self.proxyPort)", backends: ["127.0.0.1:9"]}
+            \(frontendsExtra.replacingOccurrences(of: "$ADDRESS", with: me.address))
 
             """
         try yaml.write(toFile: configPath(index), atomically: true, encoding: .utf8)
@@ -137,6 +146,11 @@ final class ClusterFixture: @unchecked Sendable {
     /// The daemon log of node `index`, for failure messages.
     func daemonLog(_ index: Int) -> String {
         (daemons[index]?.logTail(lines: 60) ?? "(not running)").split(separator: "\n").filter { !$0.contains("backend unreachable") && !$0.contains("client connection error") }.joined(separator: "\n")
+    }
+
+    /// The whole daemon log of node `index` (empty when it never ran).
+    func fullDaemonLog(_ index: Int) -> String {
+        daemons[index]?.logTail(lines: 1_000_000) ?? ""
     }
 
     /// Runs `certkeeper <arguments> --config <node's config>` inside node `index`.
@@ -196,11 +210,12 @@ final class ClusterFixture: @unchecked Sendable {
 /// Runs `body` with a fixture and always destroys it.
 func withCluster(
     label: String, roles: [String], pebbleOn: [Int], pebbleOptions: PebbleServer.Options = PebbleServer.Options(alwaysValid: true),
-    pebbleOptionsByNode: [Int: PebbleServer.Options] = [:], clusterExtra: String = "", _ body: (ClusterFixture) async throws -> Void
+    pebbleOptionsByNode: [Int: PebbleServer.Options] = [:], clusterExtra: String = "", certificatesExtra: String = "",
+    frontendsExtra: String = "", _ body: (ClusterFixture) async throws -> Void
 ) async throws {
     let fixture = try await ClusterFixture.make(
         label: label, roles: roles, pebbleOn: pebbleOn, pebbleOptions: pebbleOptions, pebbleOptionsByNode: pebbleOptionsByNode,
-        clusterExtra: clusterExtra)
+        clusterExtra: clusterExtra, certificatesExtra: certificatesExtra, frontendsExtra: frontendsExtra)
     do {
         try await body(fixture)
     } catch {
