@@ -2,7 +2,7 @@
 /// its name to ``topLevel``, a key list here, a field on ``CertkeeperConfiguration`` and one section function in
 /// `ConfigSections.swift` called from ``ConfigReader/configuration(from:)``.
 enum ConfigSchema {
-    static let topLevel = ["state_dir", "node_name", "keep_versions", "acme", "internal_ca", "renew", "certificates", "hooks", "cluster", "proxy"]
+    static let topLevel = ["state_dir", "node_name", "keep_versions", "acme", "internal_ca", "renew", "certificates", "hooks", "cluster", "proxy", "stats"]
     static let acme = ["directory", "email", "ca_bundle", "eab", "profile", "request_timeout", "order_timeout"]
     static let externalAccountBinding = ["kid", "hmac_key"]
     static let internalCA = ["name", "leaf_lifetime", "root_lifetime"]
@@ -44,6 +44,7 @@ enum ConfigSchema {
         add("proxy.frontends[].check", healthCheck)
         add("proxy.frontends[].backends[]", backendServer)
         add("proxy.frontends[].backends[].check", healthCheck)
+        add("stats", stats)
         return paths
     }()
 }

@@ -47,6 +47,10 @@ extension ConfigReader {
         {
             report(.root.key("proxy").key("default_certificate"), "'\(defaultName)' is not one of the certificates' names", node: node)
         }
+        let stats = statsSettings(
+            top["stats"], at: .root.key("stats"),
+            taken: (proxy?.frontends ?? []).enumerated().map { ($1.listen, "proxy.frontends[\($0)]") }
+                + (cluster.map { [($0.listen, "cluster.listen")] } ?? []))
 
         guard !hasIssues else { return nil }
         return CertkeeperConfiguration(
@@ -59,7 +63,8 @@ extension ConfigReader {
             certificates: certificates,
             hooks: hooks,
             cluster: cluster,
-            proxy: proxy
+            proxy: proxy,
+            stats: stats
         )
     }
 

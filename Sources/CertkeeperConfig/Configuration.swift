@@ -29,6 +29,8 @@ public struct CertkeeperConfiguration: Sendable, Equatable {
     public var cluster: ClusterSettings?
     /// `proxy`: the daemon's built-in proxy; `nil` for none.
     public var proxy: ProxySettings?
+    /// `stats`: the daemon's stats listener; `nil` for none.
+    public var stats: StatsSettings?
 
     /// Creates a configuration; omitted values take the documented defaults.
     public init(
@@ -41,7 +43,8 @@ public struct CertkeeperConfiguration: Sendable, Equatable {
         certificates: [CertificateSpec] = [],
         hooks: HookSettings = HookSettings(),
         cluster: ClusterSettings? = nil,
-        proxy: ProxySettings? = nil
+        proxy: ProxySettings? = nil,
+        stats: StatsSettings? = nil
     ) {
         self.stateDirectory = stateDirectory
         self.nodeName = nodeName
@@ -53,6 +56,7 @@ public struct CertkeeperConfiguration: Sendable, Equatable {
         self.hooks = hooks
         self.cluster = cluster
         self.proxy = proxy
+        self.stats = stats
     }
 
     /// The ACME settings, or ``ACMESettings/unconfigured`` when the file has no `acme:` section.

@@ -69,6 +69,9 @@ struct Daemon: AsyncParsableCommand {
         guard !services.isEmpty else {
             throw CommandFailure.usage(["nothing to run: the configuration has no cluster: section, no proxy.frontends and no certificate with issuer: internal"])
         }
+        if let stats = configuration.stats {
+            services.append(.init(service: DaemonStats.make(stats, proxy: proxy, logger: logger)))
+        }
         let path = ConfigLoader.resolvePath(explicit: global.config, environment: ProcessInfo.processInfo.environment)
         services.append(.init(service: ConfigReloadService(path: path, running: configuration, proxy: proxy, logger: logger)))
 
