@@ -52,8 +52,9 @@ final class TestBackend: Sendable {
         self.channel = channel
     }
 
-    static func start(_ mode: Mode = .echo) async throws -> TestBackend {
-        let port = try PortAllocator.shared.allocate()
+    /// - Parameter port: A port to reuse (a backend coming back); a new one when `nil`.
+    static func start(_ mode: Mode = .echo, port reused: Int? = nil) async throws -> TestBackend {
+        let port = try reused ?? PortAllocator.shared.allocate()
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
