@@ -98,7 +98,7 @@ struct DaemonConfigTests {
         ("proxy:\n  frontends: [{name: a, listen: \"127.0.0.1:1\"}]\n", "proxy.frontends[0].backends", "required key is missing"),
         ("proxy:\n  frontends: [{name: a, listen: \"127.0.0.1:1\", backends: []}]\n", "proxy.frontends[0].backends", "must list at least one backend"),
         ("proxy:\n  frontends: [{name: a, listen: \"127.0.0.1:1\", backends: [\"127.0.0.1\"]}]\n", "proxy.frontends[0].backends[0]", nil),
-        ("proxy:\n  frontends: [{name: a, listen: \"127.0.0.1:1\", mode: udp, backends: [\"127.0.0.1:2\"]}]\n", "proxy.frontends[0].mode", "'udp' is not one of: tls, tcp"),
+        ("proxy:\n  frontends: [{name: a, listen: \"127.0.0.1:1\", mode: udp, backends: [\"127.0.0.1:2\"]}]\n", "proxy.frontends[0].mode", "'udp' is not one of: tls, tcp, http"),
         ("proxy:\n  frontends: [{name: a, listen: \"127.0.0.1:1\", min_tls: \"1.1\", backends: [\"127.0.0.1:2\"]}]\n", "proxy.frontends[0].min_tls", "'1.1' is not a TLS version; use \"1.2\" or \"1.3\""),
         ("proxy:\n  frontends: [{name: a, listen: \"127.0.0.1:1\", alpn: [\"\"], backends: [\"127.0.0.1:2\"]}]\n", "proxy.frontends[0].alpn[0]", nil),
         ("proxy:\n  frontends: [{name: a, listen: \"127.0.0.1:1\", mode: tcp, alpn: [h2], backends: [\"127.0.0.1:2\"]}]\n", "proxy.frontends[0].alpn", "only applies to mode: tls"),
