@@ -13,13 +13,16 @@ import NIOTLS
 /// picks the server; one that cannot be reached is left for the next eligible one (each server at most once per
 /// client), and when none is left (all down, full or refusing) the client is closed at once. Once connected, the
 /// PROXY v2 header (if configured) and the buffered bytes go first, then a ``GlueHandler`` pair (which also
-/// applies the idle limit) replaces this handler.
+/// applies the idle limit) replaces this handler. Behind an ``MQTTConnectGate`` it connects only on
+/// ``MQTTConnectAccepted``, to the server the client id is stuck to when the frontend sticks clients.
 final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = NIOAny
 
     private enum State {
         case handshaking
+        /// Handshake done (or plain): waiting for the ``MQTTConnectGate`` to accept the client's CONNECT.
+        case awaitingMQTTConnect
         case connecting
         case glued
         case closed
@@ -30,6 +33,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private let timeouts: ProxyTimeouts
     private let counters: ProxyCounters
     private let frontendCounters: FrontendCounters
+    private let waitsForMQTTConnect: Bool
+    private let stickyClients: StickyClients?
     private let logger: Logger
     private var state: State
     private var handshakeTimer: Scheduled<Void>?
@@ -38,16 +43,20 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var tried: Set<Int> = []
     private var buffered: [ByteBuffer] = []
     private var inputClosedEarly = false
+    /// The MQTT client id, once the gate has accepted the CONNECT.
+    private var mqttClientID: String?
 
     init(
         tls: Bool, pool: BackendPool, timeouts: ProxyTimeouts, counters: ProxyCounters, frontendCounters: FrontendCounters,
-        logger: Logger
+        waitsForMQTTConnect: Bool = false, stickyClients: StickyClients? = nil, logger: Logger
     ) {
         self.tls = tls
         self.pool = pool
         self.timeouts = timeouts
         self.counters = counters
         self.frontendCounters = frontendCounters
+        self.waitsForMQTTConnect = waitsForMQTTConnect
+        self.stickyClients = stickyClients
         self.logger = logger
         self.state = tls ? .handshaking : .connecting
     }
@@ -59,7 +68,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
                 self.handshakeFailed(context: loopBound.value, reason: "no TLS handshake within \(self.timeouts.handshake)")
             }
         } else if context.channel.isActive {
-            connect(context: context)
+            connectOrAwaitMQTT(context: context)
         }
     }
 
@@ -69,7 +78,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        if !tls, backend == nil { connect(context: context) }
+        if !tls, backend == nil, case .connecting = state { connectOrAwaitMQTT(context: context) }
         context.fireChannelActive()
     }
 
@@ -84,7 +93,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         if let tlsEvent = event as? TLSUserEvent, case .handshakeCompleted = tlsEvent, case .handshaking = state {
             handshakeTimer?.cancel()
             handshakeTimer = nil
-            state = .connecting
+            connectOrAwaitMQTT(context: context)
+        } else if let accepted = event as? MQTTConnectAccepted, case .awaitingMQTTConnect = state {
+            mqttClientID = accepted.clientID
             connect(context: context)
         } else if let channelEvent = event as? ChannelEvent, case .inputClosed = channelEvent {
             if case .handshaking = state {
@@ -102,8 +113,12 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     func read(context: ChannelHandlerContext) {
-        // Reads must flow while the TLS handshake runs; while the backend connects, hold them (the glue reads).
-        if case .handshaking = state { context.read() }
+        // Reads must flow while the TLS handshake runs and the CONNECT arrives; while the backend connects, hold
+        // them (the glue reads).
+        switch state {
+        case .handshaking, .awaitingMQTTConnect: context.read()
+        case .connecting, .glued, .closed: break
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
@@ -126,9 +141,23 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         context.close(promise: nil)
     }
 
+    private func connectOrAwaitMQTT(context: ChannelHandlerContext) {
+        if waitsForMQTTConnect {
+            state = .awaitingMQTTConnect
+        } else {
+            connect(context: context)
+        }
+    }
+
     private func connect(context: ChannelHandlerContext) {
         state = .connecting
-        guard let (index, server) = pool.acquire(excluding: tried) else {
+        let acquired =
+            if let stickyClients, let mqttClientID {
+                pool.acquire(clientID: mqttClientID, stickingIn: stickyClients, excluding: tried)
+            } else {
+                pool.acquire(excluding: tried)
+            }
+        guard let (index, server) = acquired else {
             noServerLeft(context: context)
             return
         }

@@ -9,12 +9,15 @@ final class FrontendSettings: Sendable {
     let frontend: ProxyFrontend
     let certificates: CertificateSet
     let pool: BackendPool
+    /// The client-id table when the frontend sticks MQTT clients to servers.
+    let stickyClients: StickyClients?
     let logger: Logger
 
     private init(frontend: ProxyFrontend, certificates: CertificateSet, pool: BackendPool, logger: Logger) {
         self.frontend = frontend
         self.certificates = certificates
         self.pool = pool
+        self.stickyClients = frontend.mqtt.stickByClientID ? StickyClients(settings: frontend.mqtt) : nil
         var logger = logger
         logger[metadataKey: "frontend"] = "\(frontend.name)"
         self.logger = logger
@@ -89,9 +92,14 @@ final class FrontendSettings: Sendable {
             try sync.addHandler(sni)
             try sync.addHandler(closeObserver)
         }
+        if frontend.mqtt.needsConnectGate {
+            // After TLS, before the backend connection: the CONNECT decides whether (and, sticking, where) to connect.
+            try sync.addHandler(MQTTConnectGate(settings: frontend.mqtt, afterTLSHandshake: frontend.tls != nil, logger: logger))
+        }
         try sync.addHandler(
             ClientConnectionHandler(
                 tls: frontend.tls != nil, pool: pool, timeouts: frontend.timeouts, counters: counters,
-                frontendCounters: frontendCounters, logger: logger))
+                frontendCounters: frontendCounters, waitsForMQTTConnect: frontend.mqtt.needsConnectGate,
+                stickyClients: stickyClients, logger: logger))
     }
 }

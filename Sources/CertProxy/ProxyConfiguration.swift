@@ -102,6 +102,8 @@ public struct ProxyFrontend: Sendable {
     /// Plain-HTTP mode (`mode: http`): answer ACME http-01 challenges and redirect the rest to https instead of
     /// relaying; `tls` and `pool` are then unused. See ``ProxyHTTPSettings``.
     public var http: ProxyHTTPSettings? = nil
+    /// MQTT options: CONNECT validation (`require_mqtt_connect`) and stickiness by client id. Off by default.
+    public var mqtt = MQTTSettings()
 
     /// The servers' addresses, in configuration order. Setting it replaces the pool with plain round-robin.
     public var backends: [ProxyBackend] {

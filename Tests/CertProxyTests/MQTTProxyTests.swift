@@ -1,0 +1,177 @@
+import CertProxy
+import CertkeeperTestSupport
+import Foundation
+import NIOCore
+import Testing
+
+/// A mosquitto broker on a free loopback port, logging client connections to its log file.
+struct MosquittoBroker: Stoppable {
+    static let executable = "/usr/sbin/mosquitto"
+
+    let port: Int
+    let process: ManagedProcess
+
+    static func start(_ name: String, in directory: TemporaryDirectory) async throws -> MosquittoBroker {
+        try #require(FileManager.default.isExecutableFile(atPath: executable), "mosquitto missing: apt-get install mosquitto")
+        let port = try PortAllocator.shared.allocate()
+        // mosquitto started as root drops to its own user before opening the log (stdout to a file is buffered).
+        let logDirectory = directory.appending("\(name)-log")
+        try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
+        try FileManager.default.setAttributes([.posixPermissions: 0o777], ofItemAtPath: logDirectory)
+        let config = try directory.write(
+            """
+            listener \(port) 127.0.0.1
+            allow_anonymous true
+            persistence false
+            log_dest file \(logDirectory)/mosquitto.log
+            log_timestamp false
+
+            """, to: "\(name).conf")
+        let process = try ManagedProcess.start(
+            name: name, executable: executable, arguments: ["-c", config], logDirectory: directory.path)
+        do {
+            try await process.waitForTCPPort(port: port, timeout: 30)
+        } catch {
+            await process.stop()
+            throw error
+        }
+        return MosquittoBroker(port: port, process: process, logPath: "\(logDirectory)/mosquitto.log")
+    }
+
+    let logPath: String
+
+    var log: String {
+        String(decoding: FileManager.default.contents(atPath: logPath) ?? Data(), as: UTF8.self)
+    }
+
+    /// How many times a client with `clientID` connected ("New client connected from … as <id> (…").
+    func connections(of clientID: String) -> Int {
+        log.components(separatedBy: " as \(clientID) (").count - 1
+    }
+
+    func stop() async { await process.stop() }
+}
+
+/// Runs Debian's MQTT clients against the proxy.
+enum MQTTClients {
+    static let publisher = "/usr/bin/mosquitto_pub"
+    static let subscriber = "/usr/bin/mosquitto_sub"
+
+    /// TLS to `localhost:port`, verified against `caFile`.
+    static func tlsArguments(port: Int, caFile: String) -> [String] {
+        ["-h", "localhost", "-p", "\(port)", "--cafile", caFile]
+    }
+
+    static func publish(
+        port: Int, caFile: String, version: String = "mqttv311", clientID: String, message: String = "hello"
+    ) async throws -> (exitCode: Int32, stdout: String, stderr: String) {
+        try #require(FileManager.default.isExecutableFile(atPath: publisher), "mosquitto_pub missing: apt-get install mosquitto-clients")
+        return try await OneShotProcess.run(
+            executable: publisher,
+            arguments: tlsArguments(port: port, caFile: caFile) + ["-V", version, "-i", clientID, "-t", "test/topic", "-m", message],
+            timeout: 30)
+    }
+}
+
+@Suite("MQTT through the proxy (mosquitto)")
+struct MQTTProxyTests {
+    /// A TLS frontend for `localhost` in front of `brokers`, with the given MQTT options.
+    static func startProxy(
+        _ harness: MQTTHarness, brokers: [MosquittoBroker], mqtt: MQTTSettings
+    ) async throws -> (server: ProxyServer, port: Int) {
+        let port = try PortAllocator.shared.allocate()
+        let servers = brokers.enumerated().map { index, broker in
+            ProxyBackendServer(name: "broker\(index + 1)", address: ProxyBackend(host: "127.0.0.1", port: broker.port))
+        }
+        var frontend = ProxyFrontend(name: "mqtts", host: "127.0.0.1", port: port, pool: ProxyBackendPool(servers: servers))
+        frontend.mqtt = mqtt
+        let server = try await ProxyServer.start(
+            frontends: [frontend], certificates: harness.certificates, threads: 1, logger: harness.logs.logger)
+        return (server, port)
+    }
+
+    @Test("mosquitto_sub and mosquitto_pub (3.1.1 and 5.0) over TLS reach the broker; an HTTP client is rejected")
+    func relayAndReject() async throws {
+        let harness = try MQTTHarness("mqtt-relay")
+        defer { harness.fixture.remove() }
+        let broker = try await MosquittoBroker.start("broker", in: harness.fixture.directory)
+        let (proxy, port) = try await Self.startProxy(harness, brokers: [broker], mqtt: MQTTSettings(requireConnect: true))
+        try await stopping(proxy, broker) {
+            let subscriber = try ManagedProcess.start(
+                name: "mosquitto_sub", executable: MQTTClients.subscriber,
+                arguments: MQTTClients.tlsArguments(port: port, caFile: harness.fixture.rootPath) + [
+                    "-V", "mqttv311", "-i", "sub-1", "-t", "test/topic", "-C", "1", "-W", "60",
+                ],
+                logDirectory: harness.fixture.directory.path)
+            do {
+                try await Self.publishAndReject(harness, broker: broker, subscriber: subscriber, port: port)
+            } catch {
+                await subscriber.stop()
+                throw error
+            }
+            await subscriber.stop()
+        }
+    }
+
+    static func publishAndReject(
+        _ harness: MQTTHarness, broker: MosquittoBroker, subscriber: ManagedProcess, port: Int
+    ) async throws {
+            #expect(await eventually(timeout: .seconds(30)) { broker.log.contains(" as sub-1 (") }, "\(broker.log)")
+
+            let published = try await MQTTClients.publish(
+                port: port, caFile: harness.fixture.rootPath, version: "mqttv5", clientID: "pub-1",
+                message: "hello-through-proxy")
+            #expect(published.exitCode == 0, "\(published.stderr)")
+            #expect(await subscriber.waitForExit(timeout: 30) == 0, "\(subscriber.logTail())")
+            #expect(subscriber.logTail().contains("hello-through-proxy"))
+
+            let connectionsBefore = broker.log.components(separatedBy: "New connection from").count
+            let http = try await TestClient.connect(port: port, rootPEM: harness.fixture.rootPEM, serverName: "localhost")
+            try await http.send("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            #expect(await http.waitClosed(timeout: .seconds(30)))
+            await http.close()
+            #expect(harness.logs.all.contains { $0.contains("not an MQTT CONNECT") && $0.contains("first byte 0x47") })
+            // The rejected client was never relayed: the broker saw no new connection.
+            #expect(broker.log.components(separatedBy: "New connection from").count == connectionsBefore, "\(broker.log)")
+    }
+
+    @Test("with stick: mqtt_client_id each client id reconnects to the same broker")
+    func stickiness() async throws {
+        let harness = try MQTTHarness("mqtt-stick")
+        defer { harness.fixture.remove() }
+        let first = try await MosquittoBroker.start("broker1", in: harness.fixture.directory)
+        let second = try await MosquittoBroker.start("broker2", in: harness.fixture.directory)
+        let (proxy, port) = try await Self.startProxy(
+            harness, brokers: [first, second], mqtt: MQTTSettings(requireConnect: true, stickByClientID: true))
+        try await stopping(proxy, first, second) {
+            let clients = ["stick-a", "stick-b", "stick-c"]
+            let versions = ["mqttv31", "mqttv311", "mqttv5"]
+            // Round-robin alone would move every client on each round (3 clients over 2 brokers).
+            for round in 0..<3 {
+                for client in clients {
+                    let result = try await MQTTClients.publish(
+                        port: port, caFile: harness.fixture.rootPath, version: versions[round], clientID: client)
+                    #expect(result.exitCode == 0, "\(client) round \(round): \(result.stderr)")
+                }
+            }
+            for client in clients {
+                let counts = [first.connections(of: client), second.connections(of: client)].sorted()
+                #expect(counts == [0, 3], "\(client): broker1 \(first.connections(of: client)), broker2 \(second.connections(of: client))")
+            }
+            #expect(clients.contains { first.connections(of: $0) > 0 } && clients.contains { second.connections(of: $0) > 0 })
+        }
+    }
+}
+
+/// A store with a `localhost` certificate loaded into a ``CertificateSet``, and captured logs.
+struct MQTTHarness {
+    let logs = CapturedLogs()
+    let fixture: StoreFixture
+    let certificates = CertificateSet()
+
+    init(_ name: String) throws {
+        fixture = try StoreFixture(name, logger: logs.logger)
+        try fixture.install("mqtt", names: ["localhost"])
+        CertificateReloader(storeRoot: fixture.root, certificates: certificates, logger: logs.logger).loadAll()
+    }
+}
