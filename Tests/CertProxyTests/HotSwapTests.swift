@@ -19,40 +19,27 @@ struct HotSwapTests {
         let certificates = CertificateSet()
         let reloader = CertificateReloader(storeRoot: fixture.root, certificates: certificates, logger: logs.logger)
         reloader.loadAll()
-        let watching = Task { try await reloader.run() }
-        let backend = try await TestBackend.start()
-        let proxy = try await RunningProxy.start(certificates: certificates, backends: [backend.port], logger: logs.logger)
-        var client: TestClient?
-        do {
+        try await WatchedProxy.run(reloader: reloader, certificates: certificates, logger: logs.logger) { running in
+            let proxy = running.proxy
             #expect(try await servedSerial(port: proxy.port, serverName: "web.example.org") == first.certificate.serialNumber)
             let longLived = try await TestClient.connect(port: proxy.port, rootPEM: fixture.rootPEM, serverName: "web.example.org")
-            client = longLived
-            try await longLived.send("before\n")
-            #expect(await longLived.waitFor("before\n"))
+            try await stopping(longLived) {
+                try await longLived.send("before\n")
+                #expect(await longLived.waitFor("before\n"))
 
-            let second = try fixture.install("web", names: ["web.example.org"])
-            let swapped = await eventually(timeout: .seconds(10)) {
-                (try? await servedSerial(port: proxy.port, serverName: "web.example.org")) == second.certificate.serialNumber
+                let second = try fixture.install("web", names: ["web.example.org"])
+                let swapped = await eventually(timeout: .seconds(10)) {
+                    (try? await servedSerial(port: proxy.port, serverName: "web.example.org")) == second.certificate.serialNumber
+                }
+                #expect(swapped, "logs: \(logs.all)")
+                #expect(certificates.entry(named: "web")?.sha256Hex != nil)
+
+                try await longLived.send("after\n")
+                #expect(await longLived.waitFor("before\nafter\n"))
+                #expect(longLived.isOpen)
+                #expect(logs.all.contains { $0.contains("certificate swapped") && $0.contains("cert.name=web") })
             }
-            #expect(swapped, "logs: \(logs.all)")
-            #expect(certificates.entry(named: "web")?.sha256Hex != nil)
-
-            try await longLived.send("after\n")
-            #expect(await longLived.waitFor("before\nafter\n"))
-            #expect(longLived.isOpen)
-            #expect(logs.all.contains { $0.contains("certificate swapped") && $0.contains("cert.name=web") })
-        } catch {
-            await client?.close()
-            watching.cancel()
-            await proxy.stop()
-            await backend.stop()
-            throw error
         }
-        await client?.close()
-        watching.cancel()
-        _ = await watching.result
-        await proxy.stop()
-        await backend.stop()
     }
 
     @Test("a live set whose key does not match is refused with one error line; the old certificate keeps serving")
@@ -64,10 +51,8 @@ struct HotSwapTests {
         let certificates = CertificateSet()
         let reloader = CertificateReloader(storeRoot: fixture.root, certificates: certificates, logger: logs.logger)
         reloader.loadAll()
-        let watching = Task { try await reloader.run() }
-        let backend = try await TestBackend.start()
-        let proxy = try await RunningProxy.start(certificates: certificates, backends: [backend.port], logger: logs.logger)
-        do {
+        try await WatchedProxy.run(reloader: reloader, certificates: certificates, logger: logs.logger) { running in
+            let proxy = running.proxy
             // A hand-made version: a new leaf with somebody else's key, swapped in like the store does it.
             let newLeaf = try fixture.intermediate.issueLeaf(dnsNames: ["web.example.org"])
             let otherKey = try fixture.intermediate.issueLeaf(dnsNames: ["other.example.org"]).privateKeyPEM
@@ -86,16 +71,7 @@ struct HotSwapTests {
             #expect(errors.first?.contains("private key does not match") == true, "\(errors)")
             #expect(try await servedSerial(port: proxy.port, serverName: "web.example.org") == good.certificate.serialNumber)
             #expect(certificates.entry(named: "web")?.serialHex != nil)
-        } catch {
-            watching.cancel()
-            await proxy.stop()
-            await backend.stop()
-            throw error
         }
-        watching.cancel()
-        _ = await watching.result
-        await proxy.stop()
-        await backend.stop()
     }
 
     @Test("a watched PEM file: a truncated rewrite is refused, a good rewrite is served")
@@ -110,10 +86,8 @@ struct HotSwapTests {
         let reloader = CertificateReloader(
             sources: [.file(name: "mqtt", path: path)], certificates: certificates, logger: logs.logger)
         #expect(reloader.loadAll().isEmpty)
-        let watching = Task { try await reloader.run() }
-        let backend = try await TestBackend.start()
-        let proxy = try await RunningProxy.start(certificates: certificates, backends: [backend.port], logger: logs.logger)
-        do {
+        try await WatchedProxy.run(reloader: reloader, certificates: certificates, logger: logs.logger) { running in
+            let proxy = running.proxy
             #expect(try await servedSerial(port: proxy.port, serverName: "mqtt.example.org") == first.certificate.serialNumber)
 
             let second = try ca.issueLeaf(dnsNames: ["mqtt.example.org"])
@@ -131,15 +105,6 @@ struct HotSwapTests {
                 (try? await servedSerial(port: proxy.port, serverName: "mqtt.example.org")) == second.certificate.serialNumber
             }
             #expect(swapped, "logs: \(logs.all)")
-        } catch {
-            watching.cancel()
-            await proxy.stop()
-            await backend.stop()
-            throw error
         }
-        watching.cancel()
-        _ = await watching.result
-        await proxy.stop()
-        await backend.stop()
     }
 }

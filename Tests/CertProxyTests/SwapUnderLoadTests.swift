@@ -17,9 +17,12 @@ struct SwapUnderLoadTests {
         let certificates = CertificateSet()
         let reloader = CertificateReloader(storeRoot: fixture.root, certificates: certificates, logger: logs.logger)
         reloader.loadAll()
-        let watching = Task { try await reloader.run() }
-        let backend = try await TestBackend.start()
-        let proxy = try await RunningProxy.start(certificates: certificates, backends: [backend.port], logger: logs.logger)
+        try await WatchedProxy.run(reloader: reloader, certificates: certificates, logger: logs.logger) { running in
+            try await swapsUnderLoad(running.proxy, fixture: fixture, certificates: certificates, serials: &serials, logs: logs)
+        }
+    }
+
+    private func swapsUnderLoad(_ proxy: RunningProxy, fixture: StoreFixture, certificates: CertificateSet, serials: inout [Certificate.SerialNumber], logs: CapturedLogs) async throws {
         var longLived: [TestClient] = []
         let stop = NIOLockedValueBox(false)
         let counts = NIOLockedValueBox((succeeded: 0, failed: 0, failures: [String]()))
@@ -91,16 +94,9 @@ struct SwapUnderLoadTests {
         } catch {
             stop.withLockedValue { $0 = true }
             for client in longLived { await client.close() }
-            watching.cancel()
-            await proxy.stop()
-            await backend.stop()
             throw error
         }
         for client in longLived { await client.close() }
-        watching.cancel()
-        _ = await watching.result
-        await proxy.stop()
-        await backend.stop()
     }
 }
 
