@@ -36,10 +36,20 @@ public struct StatsReport: Sendable, Codable, Equatable {
 
 /// One frontend: its listener's counters and its backend.
 public struct FrontendStatus: Sendable, Codable, Equatable {
+    /// Whether it takes new connections, as HAProxy shows a frontend.
+    public enum State: String, Sendable, Codable, Equatable {
+        /// Accepting.
+        case open
+        /// `maxconn` connections are open: new ones are closed at once.
+        case full
+    }
+
     /// The frontend's name.
     public var name: String
     /// The port it listens on.
     public var port: Int
+    /// ``State/full`` while `maxconn` connections are open.
+    public var state: State
     /// Client connections open now.
     public var activeConnections: Int
     /// Client connections accepted since it was bound.
@@ -59,7 +69,7 @@ public struct FrontendStatus: Sendable, Codable, Equatable {
     /// The servers behind it.
     public var backend: BackendStatus
 
-    /// Creates a frontend status from parts.
+    /// Creates a frontend status from parts; the state follows from the connections and `maxconn`.
     public init(
         name: String, port: Int, activeConnections: Int, totalConnections: Int, refusedConnections: Int,
         noServerClosures: Int, handshakeFailures: Int, maxConnections: Int?, bytesIn: Int, bytesOut: Int,
@@ -67,6 +77,7 @@ public struct FrontendStatus: Sendable, Codable, Equatable {
     ) {
         self.name = name
         self.port = port
+        self.state = maxConnections.map { activeConnections >= $0 } == true ? .full : .open
         self.activeConnections = activeConnections
         self.totalConnections = totalConnections
         self.refusedConnections = refusedConnections

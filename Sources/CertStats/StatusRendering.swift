@@ -63,7 +63,8 @@ public enum StatusPage {
                 """
             for frontend in report.frontends {
                 let backend = frontend.backend
-                let state = backend.state == .none ? "no servers" : "backend \(backend.state.rawValue) (\(backend.serversUp)/\(backend.servers.count) up, \(backend.balance))"
+                let servers = backend.state == .none ? "no servers" : "backend \(backend.state.rawValue) (\(backend.serversUp)/\(backend.servers.count) up, \(backend.balance))"
+                let state = "\(frontend.state.rawValue), \(servers)"
                 let failures = "handshake \(frontend.handshakeFailures), refused \(frontend.refusedConnections), no server \(frontend.noServerClosures)"
                 html += row(
                     class: "frontend",

@@ -56,6 +56,7 @@ struct StatsRenderingTests {
         #expect(report.generatedAt == Fixture.now)
         let web = try #require(report.frontends.first)
         #expect(web.backend.state == .up)
+        #expect(web.state == .open)
         #expect(web.backend.serversUp == 2)
         #expect(web.bytesIn == 1_024)
         #expect(web.bytesOut == 50_000)
@@ -75,6 +76,18 @@ struct StatsRenderingTests {
             name: "a", address: "127.0.0.1:1", state: .down, checked: true, backup: false, local: false, weight: 1,
             activeConnections: 0, totalConnections: 0, connectFailures: 0, bytesToServer: 0, bytesFromServer: 0, lastCheck: nil)
         #expect(BackendStatus(balance: "roundrobin", servers: [server, server]).state == .down)
+    }
+
+    @Test("a frontend with maxconn connections open is full")
+    func full() {
+        func frontend(active: Int, max: Int?) -> FrontendStatus {
+            FrontendStatus(
+                name: "f", port: 1, activeConnections: active, totalConnections: active, refusedConnections: 0, noServerClosures: 0,
+                handshakeFailures: 0, maxConnections: max, bytesIn: 0, bytesOut: 0, backend: BackendStatus(balance: "first", servers: []))
+        }
+        #expect(frontend(active: 2, max: 2).state == .full)
+        #expect(frontend(active: 1, max: 2).state == .open)
+        #expect(frontend(active: 5, max: nil).state == .open)
     }
 
     @Test("the Prometheus text has one line per frontend, server and certificate value")
@@ -168,7 +181,7 @@ struct StatsRenderingTests {
     func htmlPage() throws {
         let html = StatusPage.render(try Fixture.report(), pathPrefix: "/stats")
         #expect(html.hasPrefix("<!DOCTYPE html>"))
-        for text in ["web", "acme", "node-a", "node-&lt;b&gt;", "spare (backup)", "10.0.0.2:8080", "0a1b2c3d", "864000",
+        for text in ["web", "acme", "open, backend up (2/3 up, roundrobin)", "node-a", "node-&lt;b&gt;", "spare (backup)", "10.0.0.2:8080", "0a1b2c3d", "864000",
                      "passed: status 200 (250 ms", "failed: connection refused", "href=\"/stats/metrics\""] {
             #expect(html.contains(text), "missing \(text)")
         }
