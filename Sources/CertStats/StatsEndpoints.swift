@@ -48,7 +48,8 @@ public struct StatsEndpoints: Sendable {
     ///   - pathPrefix: `""` or `/something` (a trailing slash is ignored).
     ///   - registry: A long-lived registry (the one behind the process's `PrometheusMetricsFactory`), appended to
     ///     `/metrics`; `nil` for none.
-    ///   - collect: Takes a fresh report; called once per request, on an event loop, so it must not block.
+    ///   - collect: Takes a fresh report; called once per request from the connection's task, so it must be quick
+    ///     and must not block (reading the proxy's locked counters is fine).
     public init(pathPrefix: String = "", registry: PrometheusCollectorRegistry? = nil, collect: @escaping @Sendable () -> StatsReport) {
         var prefix = pathPrefix
         while prefix.hasSuffix("/") { prefix.removeLast() }
