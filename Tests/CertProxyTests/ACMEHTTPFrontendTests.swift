@@ -225,4 +225,24 @@ struct ACMEHTTPFrontendTests {
         }
         await harness.stop()
     }
+
+    @Test("reconfiguration: the same address keeps its socket and new connections get the new https_port")
+    func reconfigure() async throws {
+        let harness = try await Harness.start(httpsPort: 8443)
+        do {
+            let before = try await Curl.request("GET", "\(harness.base)/x", headers: ["Host": "example.com"])
+            #expect(before.headers["location"] == "https://example.com:8443/x")
+            let source = AccountThumbprintSource(store: harness.store, directoryURL: Self.directoryURL, logger: harness.logs.logger)
+            try await harness.server.reconfigure(frontends: [
+                ProxyFrontend(name: "http", host: "127.0.0.1", port: 0, http: ProxyHTTPSettings(thumbprints: source, httpsPort: 443)),
+            ])
+            #expect(harness.server.boundPorts["http"] == harness.port)
+            let after = try await Curl.request("GET", "\(harness.base)/x", headers: ["Host": "example.com"])
+            #expect(after.headers["location"] == "https://example.com/x")
+        } catch {
+            await harness.stop()
+            throw error
+        }
+        await harness.stop()
+    }
 }
