@@ -31,8 +31,9 @@ func withBalancingProxy(
     }
 }
 
-/// A fast TCP check for tests: every 100 ms, down after one failure, up after one success.
-let quickTCPCheck = ProxyHealthCheck(kind: .tcp, interval: .milliseconds(100), fall: 1, rise: 1)
+/// A fast TCP check for tests: every 100 ms, down after one failure, up after one success (a generous timeout:
+/// the machine is shared, and a slow answer must not read as a failure).
+let quickTCPCheck = ProxyHealthCheck(kind: .tcp, interval: .milliseconds(100), timeout: .seconds(5), fall: 1, rise: 1)
 
 /// A server on 127.0.0.1 for a pool.
 func loopbackServer(_ name: String, port: Int, backup: Bool = false, local: Bool? = nil, maxConnections: Int? = nil, check: ProxyHealthCheck? = nil) -> ProxyBackendServer {

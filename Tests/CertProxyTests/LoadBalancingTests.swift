@@ -168,14 +168,14 @@ struct LoadBalancingTests {
         let statusA = try await StatusServer.start(status: 200)
         let statusB = try await StatusServer.start(status: 503)
         func check(_ port: Int) -> ProxyHealthCheck {
-            ProxyHealthCheck(kind: .http(method: "GET", path: "/", expectStatus: 200), port: port, interval: .milliseconds(100), fall: 1, rise: 2)
+            ProxyHealthCheck(kind: .http(method: "GET", path: "/", expectStatus: 200), port: port, interval: .milliseconds(100), timeout: .seconds(5), fall: 1, rise: 2)
         }
         let pool = ProxyBackendPool(
             servers: [loopbackServer("a", port: a.port, check: check(statusA.port)), loopbackServer("b", port: b.port, check: check(statusB.port))])
         try await withBalancingProxy(pool, logger: logs.logger) { proxy, port in
             try await stopping(a, b, statusA, statusB) {
                 #expect(await eventually { proxy.server("b")?.state == .down })
-                #expect(proxy.server("b")?.lastCheck?.detail == "status 503, expected 200")
+                #expect(await eventually { proxy.server("b")?.lastCheck?.detail == "status 503, expected 200" })
                 for index in 0..<3 {
                     let echoed = try await echoThrough(port: port, "x\(index)\n")
                     #expect(echoed)
@@ -195,3 +195,58 @@ struct LoadBalancingTests {
     }
 }
 
+
+@Suite("Health checks across reconfiguration, and the TLS check")
+struct HealthCheckLifecycleTests {
+    @Test("reconfigure: an unchanged server keeps its state, a new server is checked, a removed one is no longer used")
+    func reconfigureKeepsState() async throws {
+        let logs = CapturedLogs()
+        let a = try await TestBackend.start()
+        let b = try await TestBackend.start()
+        let deadPort = try PortAllocator.shared.allocate()
+        let pool = ProxyBackendPool(servers: [loopbackServer("dead", port: deadPort, check: quickTCPCheck), loopbackServer("a", port: a.port, check: quickTCPCheck)])
+        try await withBalancingProxy(pool, logger: logs.logger) { proxy, port in
+            try await stopping(a, b) {
+                #expect(await eventually { proxy.server("dead")?.state == .down })
+                let downLines = logs.all.filter { $0.contains("server marked down") }.count
+                var frontend = try #require(proxy.frontends.first)
+                frontend.pool.servers.append(loopbackServer("b", port: b.port, check: quickTCPCheck))
+                try await proxy.reconfigure(frontends: [frontend])
+                // Still down (not reset to "up, unproven"), so no new "marked down" line and no connection tried.
+                #expect(proxy.server("dead")?.state == .down)
+                #expect(await eventually { proxy.server("b")?.lastCheck?.passed == true })
+                for index in 0..<4 {
+                    let echoed = try await echoThrough(port: port, "r\(index)\n")
+                    #expect(echoed)
+                }
+                #expect(proxy.server("a")?.totalConnections == 2)
+                #expect(proxy.server("b")?.totalConnections == 2)
+                #expect(proxy.server("dead")?.connectFailures == 0)
+                #expect(logs.all.filter { $0.contains("server marked down") }.count == downLines)
+
+                frontend.pool.servers.removeFirst(2)
+                try await proxy.reconfigure(frontends: [frontend])
+                let echoed = try await echoThrough(port: port, "only b\n")
+                #expect(echoed)
+                #expect(proxy.snapshot().first?.servers.map(\.name) == ["b"])
+            }
+        }
+    }
+
+    @Test("type: tls passes against a TLS server and fails against a plain one")
+    func tlsCheck() async throws {
+        let harness = try RelayHarness("tlscheck")
+        defer { harness.fixture.remove() }
+        let plain = try await TestBackend.start()
+        let tlsServer = try await RunningProxy.start(certificates: harness.certificates, backends: [plain.port], logger: harness.logs.logger)
+        let tls = ProxyHealthCheck(kind: .tls, interval: .milliseconds(100), timeout: .seconds(5), fall: 1, rise: 1)
+        let pool = ProxyBackendPool(servers: [loopbackServer("tls", port: tlsServer.port, check: tls), loopbackServer("plain", port: plain.port, check: tls)])
+        try await stopping(tlsServer, plain) {
+            try await withBalancingProxy(pool, logger: harness.logs.logger) { proxy, _ in
+                #expect(await eventually { proxy.server("plain")?.state == .down })
+                #expect(await eventually { proxy.server("tls")?.lastCheck?.detail == "handshake completed" })
+                #expect(proxy.server("tls")?.state == .up)
+            }
+        }
+    }
+}

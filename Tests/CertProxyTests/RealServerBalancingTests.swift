@@ -49,15 +49,15 @@ struct RealServerBalancingTests {
         let logs = CapturedLogs()
         let pool = ProxyBackendPool(servers: [loopbackServer("nginx", port: nginxPort)], proxyProtocol: true)
         try await stopping(server) {
-          try await server.waitForTCPPort(port: nginxPort, timeout: 20)
-          try await withBalancingProxy(pool, logger: logs.logger) { _, port in
-            let result = try await OneShotProcess.run(
-                executable: "/usr/bin/curl",
-                arguments: ["-sS", "--max-time", "10", "-w", "local=%{local_port}\n", "http://127.0.0.1:\(port)/"], timeout: 20)
-            #expect(result.exitCode == 0, "\(result.stderr) nginx: \(server.logTail())")
-            let localPort = result.stdout.split(separator: "\n").last.map { $0.replacingOccurrences(of: "local=", with: "") } ?? "?"
-            #expect(result.stdout.hasPrefix("client=127.0.0.1:\(localPort) server=127.0.0.1:\(port)\n"), "\(result.stdout)")
-          }
+            try await server.waitForTCPPort(port: nginxPort, timeout: 20)
+            try await withBalancingProxy(pool, logger: logs.logger) { _, port in
+                let result = try await OneShotProcess.run(
+                    executable: "/usr/bin/curl",
+                    arguments: ["-sS", "--max-time", "10", "-w", "local=%{local_port}\n", "http://127.0.0.1:\(port)/"], timeout: 20)
+                #expect(result.exitCode == 0, "\(result.stderr) nginx: \(server.logTail())")
+                let localPort = result.stdout.split(separator: "\n").last.map { $0.replacingOccurrences(of: "local=", with: "") } ?? "?"
+                #expect(result.stdout.hasPrefix("client=127.0.0.1:\(localPort) server=127.0.0.1:\(port)\n"), "\(result.stdout)")
+            }
         }
     }
 
@@ -77,7 +77,7 @@ struct RealServerBalancingTests {
         let checkAlpha = try await StatusServer.start(status: 200)
         let checkBeta = try await StatusServer.start(status: 503)
         func check(_ port: Int) -> ProxyHealthCheck {
-            ProxyHealthCheck(kind: .http(method: "GET", path: "/", expectStatus: 200), port: port, interval: .milliseconds(200), fall: 1, rise: 1)
+            ProxyHealthCheck(kind: .http(method: "GET", path: "/", expectStatus: 200), port: port, interval: .milliseconds(200), timeout: .seconds(5), fall: 1, rise: 1)
         }
         let pool = ProxyBackendPool(
             servers: [
