@@ -1,6 +1,7 @@
 import CertProxy
 import CertkeeperTestSupport
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import Testing
 
@@ -11,9 +12,10 @@ struct MosquittoBroker: Stoppable {
     let port: Int
     let process: ManagedProcess
 
-    static func start(_ name: String, in directory: TemporaryDirectory) async throws -> MosquittoBroker {
+    /// - Parameter reusedPort: Restart on this port (same name: same configuration and log file).
+    static func start(_ name: String, in directory: TemporaryDirectory, port reusedPort: Int? = nil) async throws -> MosquittoBroker {
         try #require(FileManager.default.isExecutableFile(atPath: executable), "mosquitto missing: apt-get install mosquitto")
-        let port = try PortAllocator.shared.allocate()
+        let port = try reusedPort ?? PortAllocator.shared.allocate()
         // mosquitto started as root drops to its own user before opening the log (stdout to a file is buffered).
         let logDirectory = directory.appending("\(name)-log")
         try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
@@ -77,11 +79,12 @@ enum MQTTClients {
 struct MQTTProxyTests {
     /// A TLS frontend for `localhost` in front of `brokers`, with the given MQTT options.
     static func startProxy(
-        _ harness: MQTTHarness, brokers: [MosquittoBroker], mqtt: MQTTSettings
+        _ harness: MQTTHarness, brokers: [MosquittoBroker], mqtt: MQTTSettings, check: ProxyHealthCheck? = nil
     ) async throws -> (server: ProxyServer, port: Int) {
         let port = try PortAllocator.shared.allocate()
         let servers = brokers.enumerated().map { index, broker in
-            ProxyBackendServer(name: "broker\(index + 1)", address: ProxyBackend(host: "127.0.0.1", port: broker.port))
+            ProxyBackendServer(
+                name: "broker\(index + 1)", address: ProxyBackend(host: "127.0.0.1", port: broker.port), check: check)
         }
         var frontend = ProxyFrontend(name: "mqtts", host: "127.0.0.1", port: port, pool: ProxyBackendPool(servers: servers))
         frontend.mqtt = mqtt
@@ -160,6 +163,68 @@ struct MQTTProxyTests {
             }
             #expect(clients.contains { first.connections(of: $0) > 0 } && clients.contains { second.connections(of: $0) > 0 })
         }
+    }
+
+    @Test("a stuck client whose broker is marked down goes to the other broker, and stays there when it returns")
+    func stickyFailover() async throws {
+        let harness = try MQTTHarness("mqtt-failover")
+        defer { harness.fixture.remove() }
+        let brokers = [
+            try await MosquittoBroker.start("broker1", in: harness.fixture.directory),
+            try await MosquittoBroker.start("broker2", in: harness.fixture.directory),
+        ]
+        let check = ProxyHealthCheck(kind: .tcp, interval: .milliseconds(200), fall: 1, rise: 1)
+        let (proxy, port) = try await Self.startProxy(
+            harness, brokers: brokers, mqtt: MQTTSettings(requireConnect: true, stickByClientID: true), check: check)
+        let returned = NIOLockedValueBox<MosquittoBroker?>(nil)
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await proxy.runHealthChecks() }
+                defer { group.cancelAll() }
+                try await Self.failover(harness, proxy: proxy, port: port, brokers: brokers, returned: returned)
+            }
+        } catch {
+            await Self.stopAll(proxy, brokers, returned.withLockedValue { $0 })
+            throw error
+        }
+        await Self.stopAll(proxy, brokers, returned.withLockedValue { $0 })
+    }
+
+    static func stopAll(_ proxy: ProxyServer, _ brokers: [MosquittoBroker], _ returned: MosquittoBroker?) async {
+        await proxy.stop()
+        await returned?.stop()
+        for broker in brokers { await broker.stop() }
+    }
+
+    static func failover(
+        _ harness: MQTTHarness, proxy: ProxyServer, port: Int, brokers: [MosquittoBroker],
+        returned: NIOLockedValueBox<MosquittoBroker?>
+    ) async throws {
+        let client = "failover-1"
+        let first = try await MQTTClients.publish(port: port, caFile: harness.fixture.rootPath, clientID: client)
+        #expect(first.exitCode == 0, "\(first.stderr)")
+        let home = try #require(brokers.firstIndex { $0.connections(of: client) == 1 })
+        let other = 1 - home
+        let homeName = "broker\(home + 1)"
+        @Sendable func server() -> ProxyServerSnapshot? {
+            proxy.snapshot().first?.servers.first { $0.name == homeName }
+        }
+
+        await brokers[home].stop()
+        #expect(await eventually(timeout: .seconds(30)) { server()?.state == .down })
+        let moved = try await MQTTClients.publish(port: port, caFile: harness.fixture.rootPath, clientID: client)
+        #expect(moved.exitCode == 0, "\(moved.stderr)")
+        #expect(brokers[other].connections(of: client) == 1)
+        // Marked down by its check: the proxy did not even try it.
+        #expect(server()?.connectFailures == 0)
+
+        let restarted = try await MosquittoBroker.start(homeName, in: harness.fixture.directory, port: brokers[home].port)
+        returned.withLockedValue { $0 = restarted }
+        #expect(await eventually(timeout: .seconds(30)) { server()?.state == .up })
+        let stayed = try await MQTTClients.publish(port: port, caFile: harness.fixture.rootPath, clientID: client)
+        #expect(stayed.exitCode == 0, "\(stayed.stderr)")
+        #expect(brokers[other].connections(of: client) == 2)
+        #expect(restarted.connections(of: client) == 1)
     }
 }
 
