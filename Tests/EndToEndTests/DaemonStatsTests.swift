@@ -91,11 +91,11 @@ struct DaemonStatsTests {
             func get(_ path: String, _ extra: [String] = []) throws -> (status: Int32, output: String) {
                 try tool("/usr/bin/curl", ["-sS", "--max-time", "10"] + extra + ["http://127.0.0.1:\(statsPort)\(path)"])
             }
-            func frontendTotal() throws -> Int? {
-                let line = try get("/metrics").output.split(separator: "\n")
-                    .first { $0.hasPrefix(#"certkeeper_frontend_connections_total{frontend="web"} "#) }
+            func sample(_ metric: String) throws -> Int? {
+                let line = try get("/metrics").output.split(separator: "\n").first { $0.hasPrefix(#"\#(metric){frontend="web"} "#) }
                 return line.flatMap { $0.split(separator: " ").last }.flatMap { Int($0) }
             }
+            func frontendTotal() throws -> Int? { try sample("certkeeper_frontend_connections_total") }
             func fetchThroughProxy() throws -> String {
                 try tool("/usr/bin/curl", ["-sS", "--max-time", "10", "--cacert", rootPath, "--resolve", "stats.example:\(proxyPort):127.0.0.1",
                                            "https://stats.example:\(proxyPort)/index.html"]).output
@@ -112,6 +112,11 @@ struct DaemonStatsTests {
 
             #expect(try fetchThroughProxy() == "hello from the backend\n")
             #expect(try await eventually(seconds: 10) { (try frontendTotal() ?? 0) > before }, "\(daemon.logTail())")
+
+            // A plain-HTTP request to the TLS frontend is a failed handshake.
+            let failuresBefore = try #require(try sample("certkeeper_frontend_handshake_failures_total"))
+            _ = try tool("/usr/bin/curl", ["-sS", "--max-time", "10", "http://127.0.0.1:\(proxyPort)/"])
+            #expect(try await eventually(seconds: 10) { (try sample("certkeeper_frontend_handshake_failures_total") ?? 0) > failuresBefore })
 
             let json = try get("/status.json")
             let decoder = JSONDecoder()
