@@ -79,14 +79,15 @@ enum MQTTClients {
 struct MQTTProxyTests {
     /// A TLS frontend for `localhost` in front of `brokers`, with the given MQTT options.
     static func startProxy(
-        _ harness: MQTTHarness, brokers: [MosquittoBroker], mqtt: MQTTSettings, check: ProxyHealthCheck? = nil
+        _ harness: MQTTHarness, brokers: [MosquittoBroker], mqtt: MQTTSettings, check: ProxyHealthCheck? = nil,
+        tls: ProxyTLSSettings? = ProxyTLSSettings()
     ) async throws -> (server: ProxyServer, port: Int) {
         let port = try PortAllocator.shared.allocate()
         let servers = brokers.enumerated().map { index, broker in
             ProxyBackendServer(
                 name: "broker\(index + 1)", address: ProxyBackend(host: "127.0.0.1", port: broker.port), check: check)
         }
-        var frontend = ProxyFrontend(name: "mqtts", host: "127.0.0.1", port: port, pool: ProxyBackendPool(servers: servers))
+        var frontend = ProxyFrontend(name: "mqtts", host: "127.0.0.1", port: port, tls: tls, pool: ProxyBackendPool(servers: servers))
         frontend.mqtt = mqtt
         let server = try await ProxyServer.start(
             frontends: [frontend], certificates: harness.certificates, threads: 1, logger: harness.logs.logger)
@@ -136,6 +137,36 @@ struct MQTTProxyTests {
             #expect(harness.logs.all.contains { $0.contains("not an MQTT CONNECT") && $0.contains("first byte 0x47") })
             // The rejected client was never relayed: the broker saw no new connection.
             #expect(broker.log.components(separatedBy: "New connection from").count == connectionsBefore, "\(broker.log)")
+    }
+
+    @Test("plain TCP frontend: mosquitto_pub passes; a silent client is closed at the CONNECT deadline, a bad one at once")
+    func plainFrontend() async throws {
+        let harness = try MQTTHarness("mqtt-plain")
+        defer { harness.fixture.remove() }
+        let broker = try await MosquittoBroker.start("broker", in: harness.fixture.directory)
+        let (proxy, port) = try await Self.startProxy(
+            harness, brokers: [broker], mqtt: MQTTSettings(requireConnect: true, connectDeadline: .milliseconds(300)),
+            tls: nil)
+        try await stopping(proxy, broker) {
+            let published = try await OneShotProcess.run(
+                executable: MQTTClients.publisher,
+                arguments: ["-h", "127.0.0.1", "-p", "\(port)", "-V", "mqttv311", "-i", "plain-1", "-t", "t", "-m", "m"],
+                timeout: 30)
+            #expect(published.exitCode == 0, "\(published.stderr)")
+            #expect(broker.connections(of: "plain-1") == 1)
+
+            let connectionsBefore = broker.log.components(separatedBy: "New connection from").count
+            let silent = try await TestClient.connect(port: port, rootPEM: nil, serverName: nil)
+            #expect(await silent.waitClosed(timeout: .seconds(30)))
+            await silent.close()
+            let tlsHello = try await TestClient.connect(port: port, rootPEM: harness.fixture.rootPEM, serverName: "localhost")
+            #expect(await tlsHello.waitClosed(timeout: .seconds(30)))
+            await tlsHello.close()
+            #expect(broker.log.components(separatedBy: "New connection from").count == connectionsBefore)
+            let lines = harness.logs.all
+            #expect(lines.contains { $0.contains("no complete CONNECT within") }, "\(lines)")
+            #expect(lines.contains { $0.contains("first byte 0x16") }, "\(lines)")
+        }
     }
 
     @Test("with stick: mqtt_client_id each client id reconnects to the same broker")
