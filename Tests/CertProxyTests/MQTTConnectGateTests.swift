@@ -171,4 +171,23 @@ struct MQTTConnectGateTests {
         #expect(!harness.channel.isActive)
         #expect(harness.logs.all.first?.contains("unsupported protocol MQTT level 7") == true)
     }
+
+    @Test("a handler behind that closes on the accepted event (no server left) leaves a clean pipeline")
+    func closedOnAccept() throws {
+        final class CloseOnAccept: ChannelInboundHandler {
+            typealias InboundIn = ByteBuffer
+            func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+                if event is MQTTConnectAccepted { context.close(promise: nil) }
+            }
+        }
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandlers([
+            MQTTConnectGate(afterTLSHandshake: false, logger: CapturedLogs().logger), CloseOnAccept(),
+        ])
+        try channel.connect(to: SocketAddress(ipAddress: "192.0.2.7", port: 40_000)).wait()
+        try channel.writeInbound(channel.allocator.buffer(bytes: ConnectPacketBuilder.v311().bytes))
+        #expect(!channel.isActive)
+        channel.embeddedEventLoop.run()
+        #expect((try? channel.pipeline.syncOperations.context(handlerType: MQTTConnectGate.self)) == nil)
+    }
 }
