@@ -291,6 +291,8 @@ public final class ProxyServer: Sendable {
             logger.info("closing connections still open after the grace period", metadata: ["proxy.open": "\(remaining.count)"])
         }
         for channel in remaining { try? await channel.close() }
+        // Health-check probes run on these loops: let the last ones finish before the loops go away.
+        await healthChecks.waitForLoopsToEnd(upTo: .seconds(30))
         if ownsGroup { try? await group.shutdownGracefully() }
     }
 }
