@@ -12,7 +12,7 @@ public struct StatsReport: Sendable, Codable, Equatable {
     public var generatedAt: Date
     /// The proxy's frontends, in configuration order (empty without a proxy).
     public var frontends: [FrontendStatus]
-    /// The certificates the proxy serves, by name.
+    /// The certificates the proxy serves (without a proxy: the store's installed ones), by name.
     public var certificates: [CertificateStatus]
 
     /// Creates a report from parts.
@@ -251,9 +251,16 @@ public struct CertificateStatus: Sendable, Codable, Equatable {
         self.secondsLeft = secondsLeft
     }
 
+    /// Creates a certificate status whose ``secondsLeft`` is counted from `now`.
+    public init(name: String, serial: String, sha256: String, dnsNames: [String], notAfter: Date, now: Date) {
+        self.init(
+            name: name, serial: serial, sha256: sha256, dnsNames: dnsNames, notAfter: notAfter,
+            secondsLeft: Int(notAfter.timeIntervalSince(now).rounded(.down)))
+    }
+
     init(_ entry: CertificateEntry, now: Date) {
         self.init(
             name: entry.name, serial: entry.serialHex, sha256: entry.sha256Hex, dnsNames: entry.dnsNames,
-            notAfter: entry.notAfter, secondsLeft: Int(entry.notAfter.timeIntervalSince(now).rounded(.down)))
+            notAfter: entry.notAfter, now: now)
     }
 }

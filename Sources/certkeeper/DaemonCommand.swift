@@ -70,7 +70,7 @@ struct Daemon: AsyncParsableCommand {
             throw CommandFailure.usage(["nothing to run: the configuration has no cluster: section, no proxy.frontends and no certificate with issuer: internal"])
         }
         if let stats = configuration.stats {
-            services.append(.init(service: DaemonStats.make(stats, proxy: proxy, logger: logger)))
+            services.append(.init(service: DaemonStats.make(stats, proxy: proxy, store: store, logger: logger)))
         }
         let path = ConfigLoader.resolvePath(explicit: global.config, environment: ProcessInfo.processInfo.environment)
         services.append(.init(service: ConfigReloadService(path: path, running: configuration, proxy: proxy, logger: logger)))

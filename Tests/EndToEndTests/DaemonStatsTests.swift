@@ -153,6 +153,50 @@ struct DaemonStatsTests {
         await daemon.stop()
     }
 
+    @Test("without a proxy, /status.json and /metrics show the store's certificates (an internal one issued at start)")
+    func storeCertificatesWithoutProxy() async throws {
+        let directory = try TemporaryDirectory(name: "daemon-stats-store")
+        defer { directory.remove() }
+        let state = directory.appending("state")
+        let statsPort = try PortAllocator.shared.allocate(count: 1)[0]
+        let path = try directory.write(
+            """
+            state_dir: \(state)
+            certificates:
+              - {name: internal-web, domains: [localhost], issuer: internal}
+            stats:
+              listen: "127.0.0.1:\(statsPort)"
+              path_prefix: /stats
+
+            """, to: "certkeeper.yaml")
+        let daemon = try CLI.start(["daemon", "--config", path], logDirectory: directory.path)
+        do {
+            try await daemon.waitForTCPPort(port: statsPort)
+            let metaPath = "\(state)/live/internal-web/meta.json"
+            #expect(try await eventually(seconds: 30) { FileManager.default.fileExists(atPath: metaPath) }, "\(daemon.logTail())")
+            let meta = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: metaPath))) as? [String: Any])
+            let serial = try #require(meta["serial"] as? String)
+
+            let json = try tool("/usr/bin/curl", ["-sS", "--max-time", "10", "http://127.0.0.1:\(statsPort)/stats/status.json"]).output
+            let decoder = JSONDecoder()
+            decoder.keyDecodingStrategy = .convertFromSnakeCase
+            let status = try decoder.decode(Status.self, from: Data(json.utf8))
+            #expect(status.frontends.isEmpty)
+            #expect(status.certificates.map(\.name) == ["internal-web"], "\(json)")
+            #expect(status.certificates.first?.serial == serial)
+            #expect(status.certificates.first.map { $0.secondsLeft > 0 } == true)
+            let metrics = try tool("/usr/bin/curl", ["-sS", "--max-time", "10", "http://127.0.0.1:\(statsPort)/stats/metrics"]).output
+            #expect(metrics.contains(#"certkeeper_certificate_info{name="internal-web",serial="\#(serial)""#), "\(metrics)")
+
+            daemon.send(signal: SIGTERM)
+            #expect(await daemon.waitForExit(timeout: 30) == 0, "\(daemon.logTail())")
+        } catch {
+            await daemon.stop()
+            throw error
+        }
+        await daemon.stop()
+    }
+
     @Test("a public stats address is refused at start with one line naming the key")
     func publicAddressRefused() async throws {
         let directory = try TemporaryDirectory(name: "daemon-stats-public")
