@@ -17,7 +17,9 @@ struct Daemon: AsyncParsableCommand {
         discussion: """
         Runs what the configuration's cluster: and proxy: sections describe: the peer API and one long-poll per \
         peer (new certificates are pulled, verified, installed and their deploy hooks run), and the proxy's \
-        frontends, which serve the store's certificates and pick up every change at once. Certificates with \
+        frontends, which serve the store's certificates and pick up every change at once. A stats: section adds \
+        a listener on loopback or the private network with /metrics (Prometheus), /status.json and a status \
+        page. Certificates with \
         issuer: internal are issued at start when missing and renewed when due (on a single node or the cluster's \
         renewer); ACME certificates are renewed by cron (certkeeper renew). SIGHUP re-reads the \
         configuration and applies the proxy's frontends without closing open connections; a configuration with \
@@ -112,7 +114,7 @@ enum DaemonProxy {
     /// The proxy's frontends for `settings`.
     static func frontends(_ settings: ProxySettings) -> [ProxyFrontend] {
         settings.frontends.map { frontend in
-            ProxyFrontend(
+            var proxied = ProxyFrontend(
                 name: frontend.name, host: frontend.listen.host, port: frontend.listen.port,
                 tls: frontend.mode == .tls
                     ? ProxyTLSSettings(applicationProtocols: frontend.alpn, minimumVersion: frontend.minimumTLS13 ? .tlsv13 : .tlsv12)
@@ -126,7 +128,17 @@ enum DaemonProxy {
                     handshake: amount(frontend.handshakeTimeout), backendConnect: amount(frontend.connectTimeout),
                     idle: amount(frontend.idleTimeout)),
                 maxConnections: frontend.maxConnections)
+            proxied.mqtt = mqtt(frontend.mqtt)
+            return proxied
         }
+    }
+
+    /// `require_mqtt_connect`, `stick: mqtt_client_id` and their limits.
+    static func mqtt(_ settings: MQTTFrontendSettings) -> MQTTSettings {
+        MQTTSettings(
+            requireConnect: settings.requireConnect, connectDeadline: amount(settings.connectTimeout),
+            maxPacketSize: settings.maxConnectSize, stickByClientID: settings.stickByClientID,
+            stickExpiry: .milliseconds(Int64(settings.stickExpire * 1000)), stickTableSize: settings.stickTableSize)
     }
 
     /// One `backends[]` entry as a proxy server; its check is its own, the frontend's, or none.
