@@ -19,6 +19,7 @@ enum ConfigSchema {
     static let frontend = [
         "name", "listen", "mode", "alpn", "min_tls", "backends", "balance", "prefer_local", "proxy_protocol", "on_marked_down",
         "maxconn", "check", "handshake_timeout", "connect_timeout", "idle_timeout", "https_port",
+        "require_mqtt_connect", "mqtt_connect_timeout", "mqtt_max_connect_size", "stick", "stick_expire", "stick_table_size",
     ]
     static let backendServer = ["address", "name", "weight", "backup", "local", "maxconn", "proxy_protocol", "check"]
     static let healthCheck = ["type", "port", "method", "path", "expect_status", "interval", "timeout", "fall", "rise"]

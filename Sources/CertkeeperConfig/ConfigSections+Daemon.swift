@@ -133,6 +133,7 @@ extension ConfigReader {
         if mode == .http {
             // An HTTP frontend answers ACME challenges and redirects; it relays nothing and terminates no TLS.
             let unused = ["alpn", "min_tls", "handshake_timeout", "backends", "balance", "prefer_local", "proxy_protocol", "on_marked_down", "check", "connect_timeout"]
+                + Self.mqttKeys
             for key in unused {
                 if let keyNode = map[key] { report(path.key(key), "does not apply to mode: http", node: keyNode) }
             }
@@ -158,8 +159,42 @@ extension ConfigReader {
         if mode == .http {
             frontend.httpsPort = httpsPort
             if map["idle_timeout"] == nil { frontend.idleTimeout = FrontendSettings.defaultHTTPIdleTimeout }
+        } else {
+            frontend.mqtt = mqttFrontend(map, at: path)
         }
         return frontend
+    }
+
+    /// The frontend keys that configure MQTT handling.
+    static let mqttKeys = ["require_mqtt_connect", "mqtt_connect_timeout", "mqtt_max_connect_size", "stick", "stick_expire", "stick_table_size"]
+
+    /// `require_mqtt_connect`, `stick: mqtt_client_id` and their limits.
+    func mqttFrontend(_ map: CheckedMapping, at path: ConfigPath) -> MQTTFrontendSettings {
+        var mqtt = MQTTFrontendSettings()
+        mqtt.requireConnect = optional(map, "require_mqtt_connect") { boolean($0, at: $1) } ?? false
+        mqtt.stickByClientID = optional(map, "stick") { node, path -> Bool? in
+            guard let text = string(node, at: path) else { return nil }
+            guard text == "mqtt_client_id" else {
+                report(path, "'\(Self.quoted(text))' is not a stickiness key; the one supported is mqtt_client_id", node: node)
+                return nil
+            }
+            return true
+        } ?? false
+        mqtt.connectTimeout = optional(map, "mqtt_connect_timeout", timeout) ?? mqtt.connectTimeout
+        mqtt.maxConnectSize = optional(map, "mqtt_max_connect_size") { integer($0, at: $1, in: MQTTFrontendSettings.maxConnectSizeRange) } ?? mqtt.maxConnectSize
+        mqtt.stickExpire = optional(map, "stick_expire", timeout) ?? mqtt.stickExpire
+        mqtt.stickTableSize = optional(map, "stick_table_size") { integer($0, at: $1, in: MQTTFrontendSettings.stickTableSizeRange) } ?? mqtt.stickTableSize
+        if !mqtt.requireConnect && !mqtt.stickByClientID {
+            for key in ["mqtt_connect_timeout", "mqtt_max_connect_size"] {
+                if let keyNode = map[key] { report(path.key(key), "only applies with require_mqtt_connect: true or stick: mqtt_client_id", node: keyNode) }
+            }
+        }
+        if !mqtt.stickByClientID {
+            for key in ["stick_expire", "stick_table_size"] {
+                if let keyNode = map[key] { report(path.key(key), "only applies with stick: mqtt_client_id", node: keyNode) }
+            }
+        }
+        return mqtt
     }
 
     /// One `backends[]` entry: `"host:port"`, or a mapping with `address` and the server's options.

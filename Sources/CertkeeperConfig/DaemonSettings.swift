@@ -153,6 +153,8 @@ public struct FrontendSettings: Sendable, Equatable {
     public var idleTimeout: Double
     /// `https_port` (mode `http`): the port of redirect targets; `nil` for 443.
     public var httpsPort: Int? = nil
+    /// The MQTT keys (`require_mqtt_connect`, `stick: mqtt_client_id`, ...); all off by default.
+    public var mqtt = MQTTFrontendSettings()
 
     /// How a server is picked.
     public enum Balance: String, Sendable, Equatable, CaseIterable {
@@ -306,4 +308,30 @@ public struct HealthCheckSettings: Sendable, Equatable {
         self.fall = fall
         self.rise = rise
     }
+}
+
+/// The MQTT keys of a `proxy.frontends[]` entry (modes `tls` and `tcp`).
+public struct MQTTFrontendSettings: Sendable, Equatable {
+    /// Allowed values for ``maxConnectSize``.
+    public static let maxConnectSizeRange = 64...(16 << 20)
+    /// Allowed values for ``stickTableSize``.
+    public static let stickTableSizeRange = 1...10_000_000
+
+    /// `require_mqtt_connect`: the first packet must be a valid MQTT 3.1/3.1.1/5.0 CONNECT within
+    /// ``connectTimeout``, else the connection is closed before a backend is chosen.
+    public var requireConnect = false
+    /// `mqtt_connect_timeout` (5 s): how long a client has, after the TLS handshake, to send its CONNECT.
+    public var connectTimeout: Double = 5
+    /// `mqtt_max_connect_size` (65536 bytes): the largest CONNECT packet accepted.
+    public var maxConnectSize = 65_536
+    /// `stick: mqtt_client_id`: the same client id goes to the same server while it is up (implies
+    /// ``requireConnect``: the CONNECT must be read to know the id).
+    public var stickByClientID = false
+    /// `stick_expire` (30 min): an id unused this long is forgotten.
+    public var stickExpire: Double = 1800
+    /// `stick_table_size` (100000): ids remembered at most (the least recently used go first).
+    public var stickTableSize = 100_000
+
+    /// Creates the settings; every option off.
+    public init() {}
 }
