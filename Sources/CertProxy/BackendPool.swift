@@ -5,11 +5,13 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 
-/// One server at run time: its health, its connections and counters. Shared by the pools of successive
-/// configurations while the server keeps its name, address and check, so a reconfiguration (SIGHUP) neither
-/// resets its health nor loses count of its open connections.
+/// One server at run time: its settings, health, connections and counters. Shared by the pools of successive
+/// configurations while the server keeps its name, address and `local` flag, so a reconfiguration (SIGHUP) neither
+/// resets its health nor loses count of its open connections; its other settings (weight, backup, maxconn,
+/// proxy_protocol, check) are replaced by the new configuration's (``adopt(_:)``).
 final class ServerRuntime: Sendable {
     private struct State {
+        var settings: ProxyBackendServer
         var health: HealthStateMachine?
         var active = 0
         var total = 0
@@ -21,7 +23,8 @@ final class ServerRuntime: Sendable {
         var sessions: [ObjectIdentifier: any Channel] = [:]
     }
 
-    let settings: ProxyBackendServer
+    /// The server's current settings.
+    var settings: ProxyBackendServer { state.withLockedValue { $0.settings } }
     /// The address as a socket address when it is an IP literal (no name resolution per connection).
     let resolved: SocketAddress?
     /// Whether it counts as local for `prefer_local`.
@@ -29,10 +32,9 @@ final class ServerRuntime: Sendable {
     private let state: NIOLockedValueBox<State>
 
     init(settings: ProxyBackendServer, localAddresses: Set<String>) {
-        self.settings = settings
         self.resolved = try? SocketAddress(ipAddress: settings.address.host, port: settings.address.port)
         self.isLocal = settings.local ?? Self.looksLocal(settings.address.host, resolved: resolved, localAddresses: localAddresses)
-        self.state = NIOLockedValueBox(State(health: settings.check.map { HealthStateMachine(fall: $0.fall, rise: $0.rise) }))
+        self.state = NIOLockedValueBox(State(settings: settings, health: settings.check.map { HealthStateMachine(fall: $0.fall, rise: $0.rise) }))
     }
 
     private static func looksLocal(_ host: String, resolved: SocketAddress?, localAddresses: Set<String>) -> Bool {
@@ -43,8 +45,21 @@ final class ServerRuntime: Sendable {
 
     /// Whether `other` describes the same server for the purpose of keeping its state across a reconfiguration.
     func canBeReused(for other: ProxyBackendServer) -> Bool {
-        settings.name == other.name && settings.address == other.address && settings.check == other.check
-            && settings.local == other.local
+        let settings = self.settings
+        return settings.name == other.name && settings.address == other.address && settings.local == other.local
+    }
+
+    /// Takes a new configuration's settings for this server: weight, backup, maxconn and proxy_protocol apply to
+    /// the next connection; a changed check starts the server's health afresh (up until the new check decides).
+    /// Open connections and counters are kept.
+    func adopt(_ new: ProxyBackendServer) {
+        state.withLockedValue { state in
+            if state.settings.check != new.check {
+                state.health = new.check.map { HealthStateMachine(fall: $0.fall, rise: $0.rise) }
+                state.lastCheck = nil
+            }
+            state.settings = new
+        }
     }
 
     var isUp: Bool { state.withLockedValue { ($0.health?.state ?? .up) == .up } }
@@ -52,8 +67,8 @@ final class ServerRuntime: Sendable {
     var candidate: SelectionCandidate {
         state.withLockedValue { state in
             SelectionCandidate(
-                up: (state.health?.state ?? .up) == .up, backup: settings.backup, local: isLocal, weight: settings.weight,
-                active: state.active, maxConnections: settings.maxConnections)
+                up: (state.health?.state ?? .up) == .up, backup: state.settings.backup, local: isLocal,
+                weight: state.settings.weight, active: state.active, maxConnections: state.settings.maxConnections)
         }
     }
 
@@ -61,7 +76,7 @@ final class ServerRuntime: Sendable {
     func tryAcquire() -> Bool {
         state.withLockedValue { state in
             guard (state.health?.state ?? .up) == .up else { return false }
-            if let limit = settings.maxConnections, state.active >= limit { return false }
+            if let limit = state.settings.maxConnections, state.active >= limit { return false }
             state.active += 1
             state.total += 1
             return true
@@ -107,8 +122,8 @@ final class ServerRuntime: Sendable {
     var snapshot: ProxyServerSnapshot {
         state.withLockedValue { state in
             ProxyServerSnapshot(
-                name: settings.name, address: settings.address.description, state: state.health?.state ?? .up,
-                checked: state.health != nil, backup: settings.backup, local: isLocal, weight: settings.weight,
+                name: state.settings.name, address: state.settings.address.description, state: state.health?.state ?? .up,
+                checked: state.health != nil, backup: state.settings.backup, local: isLocal, weight: state.settings.weight,
                 activeConnections: state.active, totalConnections: state.total, connectFailures: state.connectFailures,
                 bytesToServer: state.bytesToServer, bytesFromServer: state.bytesFromServer, lastCheck: state.lastCheck)
         }
@@ -141,7 +156,11 @@ final class BackendPool: Sendable {
         self.frontendName = frontendName
         self.settings = settings
         self.servers = settings.servers.map { server in
-            previous?.servers.first { $0.canBeReused(for: server) } ?? ServerRuntime(settings: server, localAddresses: localAddresses)
+            guard let kept = previous?.servers.first(where: { $0.canBeReused(for: server) }) else {
+                return ServerRuntime(settings: server, localAddresses: localAddresses)
+            }
+            kept.adopt(server)
+            return kept
         }
         self.selection = NIOLockedValueBox(ServerSelection(balance: settings.balance, preferLocal: settings.preferLocal, count: settings.servers.count))
         if settings.servers.contains(where: { if case .tls = $0.check?.kind { true } else { false } }) {

@@ -7,7 +7,7 @@ public struct MQTTSettings: Sendable, Hashable {
     public static let defaultConnectDeadline: TimeAmount = .seconds(5)
     /// 30 min since the last connection with that client id.
     public static let defaultStickExpiry: Duration = .seconds(30 * 60)
-    /// 100,000 client ids (roughly 100–200 bytes each, so at most about 20 MB).
+    /// 100,000 client ids (ids longer than 256 bytes are not stuck, so at most about 30 MB).
     public static let defaultStickTableSize = 100_000
 
     /// `require_mqtt_connect`: close any connection whose first packet is not a valid MQTT CONNECT.

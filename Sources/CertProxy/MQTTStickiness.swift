@@ -21,8 +21,14 @@ final class StickyClients: Sendable {
         table.withLockedValue { $0.server(for: clientID, now: now, isUp: isUp) }
     }
 
-    /// Sticks `clientID` to the server named `server`.
+    /// The longest client id remembered, in UTF-8 bytes. A CONNECT may carry an id of up to the packet limit
+    /// (64 KiB by default) before any broker has authenticated it; longer ids are balanced without being stuck,
+    /// which bounds the table at about `stick_table_size` × 300 bytes (100,000 ids: about 30 MB at worst).
+    static let maxClientIDBytes = 256
+
+    /// Sticks `clientID` to the server named `server` (not when the id is longer than ``maxClientIDBytes``).
     func stick(_ clientID: String, to server: String, now: ContinuousClock.Instant) {
+        guard clientID.utf8.count <= Self.maxClientIDBytes else { return }
         table.withLockedValue { $0.stick(clientID, to: server, now: now) }
     }
 }

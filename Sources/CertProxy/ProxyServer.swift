@@ -290,7 +290,14 @@ public final class ProxyServer: Sendable {
         if !remaining.isEmpty {
             logger.info("closing connections still open after the grace period", metadata: ["proxy.open": "\(remaining.count)"])
         }
-        for channel in remaining { try? await channel.close() }
+        // All at once: a TLS channel's close waits (up to the TLS shutdown timeout) for the peer's close_notify, and
+        // half-open clients never send one, so closing one after another would take that long per client.
+        let closing = remaining.map { channel in
+            let closed = channel.eventLoop.makePromise(of: Void.self)
+            channel.close(promise: closed)
+            return closed.futureResult
+        }
+        for closed in closing { try? await closed.get() }
         // Health-check probes run on these loops: let the last ones finish before the loops go away.
         await healthChecks.waitForLoopsToEnd(upTo: .seconds(30))
         if ownsGroup { try? await group.shutdownGracefully() }

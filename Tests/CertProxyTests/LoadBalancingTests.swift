@@ -233,6 +233,28 @@ struct HealthCheckLifecycleTests {
         }
     }
 
+    @Test("reconfigure: a kept server takes its new settings (backup, weight) while keeping its counters")
+    func reconfigureAppliesNewSettings() async throws {
+        let logs = CapturedLogs()
+        let a = try await TestBackend.start()
+        let b = try await TestBackend.start()
+        let pool = ProxyBackendPool(servers: [loopbackServer("a", port: a.port), loopbackServer("b", port: b.port)])
+        try await withBalancingProxy(pool, logger: logs.logger) { proxy, port in
+            try await stopping(a, b) {
+                for index in 0..<2 { #expect(try await echoThrough(port: port, "before \(index)\n")) }
+                #expect(proxy.server("a")?.totalConnections == 1 && proxy.server("b")?.totalConnections == 1)
+                // b becomes a backup: with a up, every new connection goes to a, and b keeps its count.
+                var frontend = try #require(proxy.frontends.first)
+                frontend.pool.servers[1] = loopbackServer("b", port: b.port, backup: true)
+                try await proxy.reconfigure(frontends: [frontend])
+                #expect(proxy.server("b")?.backup == true)
+                for index in 0..<4 { #expect(try await echoThrough(port: port, "after \(index)\n")) }
+                #expect(proxy.server("a")?.totalConnections == 5)
+                #expect(proxy.server("b")?.totalConnections == 1)
+            }
+        }
+    }
+
     @Test("type: tls passes against a TLS server and fails against a plain one")
     func tlsCheck() async throws {
         let harness = try RelayHarness("tlscheck")
