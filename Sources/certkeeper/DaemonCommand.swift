@@ -39,6 +39,13 @@ struct Daemon: AsyncParsableCommand {
         let logger = global.logger
         let nodeName = configuration.nodeName ?? ProcessInfo.processInfo.hostName
         let store = CertificateStore(root: configuration.stateDirectory, keepVersions: configuration.keepVersions, logger: logger)
+        // The proxy watches live/ and peer sync watches live/ and accounts/ from the start, so a new state
+        // directory is laid out before anything watches it (the first certificate may arrive a moment later).
+        do {
+            try store.prepare()
+        } catch {
+            throw CommandFailure.failure("state_dir: \(error)")
+        }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
 
         // issuer: internal certificates are renewed here (on the renewer, or a single node); ACME stays with cron.

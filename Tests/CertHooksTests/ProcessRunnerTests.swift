@@ -296,21 +296,30 @@ struct ProcessRunnerTests {
     }
 
     @Test("many children run at once without tying up the cooperative pool")
-    func concurrentRuns() async {
-        let started = ContinuousClock.now
+    func concurrentRuns() async throws {
+        // A rendezvous instead of a stopwatch: each child leaves a marker and waits (up to 60 s) until all ten
+        // markers exist. If a waiting child blocked a thread of the 2-thread cooperative pool, at most two would
+        // run at a time, the ten markers would never all exist, and every child would exit 1.
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rendezvous-\(UInt64.random(in: 0...UInt64.max))").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let script = """
+            touch "$1/$2"
+            for i in $(seq 600); do
+              [ "$(ls "$1" | wc -l)" -ge 10 ] && exit 0
+              sleep 0.1
+            done
+            exit 1
+            """
         let outcomes = await withTaskGroup(of: ProcessOutcome.self) { group in
-            for _ in 0..<10 {
+            for index in 0..<10 {
                 group.addTask {
-                    await ProcessRunner.run(executable: "/usr/bin/sleep", arguments: ["3"], environment: [:], timeout: 60).outcome
+                    await ProcessRunner.run(executable: "/bin/sh", arguments: ["-c", script, "sh", directory, "child\(index)"], environment: [:], timeout: 90).outcome
                 }
             }
             return await group.reduce(into: []) { $0.append($1) }
         }
-        let elapsed = ContinuousClock.now - started
-        #expect(outcomes == Array(repeating: .exited(code: 0), count: 10))
-        // Ten 3 s sleeps on a 2-thread pool would take 15 s if each blocked a thread; concurrently about 3 s.
-        // The bound sits far from both so that a loaded machine does not decide the result.
-        #expect(elapsed < .seconds(12))
+        #expect(outcomes == Array(repeating: .exited(code: 0), count: 10), "the children did not all run at once: \(outcomes)")
     }
 }
 

@@ -106,6 +106,46 @@ struct DaemonProxyTests {
         await daemon.stop()
     }
 
+    @Test("started on an empty state directory, the daemon serves the first certificate installed afterwards")
+    func emptyStateDirectory() async throws {
+        let directory = try TemporaryDirectory(name: "daemon-empty-state")
+        defer { directory.remove() }
+        let state = directory.appending("state")   // does not exist yet: nothing has been issued or synced
+        let port = try PortAllocator.shared.allocate()
+        let configPath = try directory.write(
+            """
+            state_dir: \(state)
+            acme:
+              directory: https://acme.invalid/directory
+            certificates:
+              - {name: web, domains: [daemon.example]}
+            proxy:
+              threads: 1
+              grace: 1s
+              frontends:
+                - {name: a, listen: "127.0.0.1:\(port)", backends: ["127.0.0.1:9"]}
+
+            """, to: "certkeeper.yaml")
+        let daemon = try CLI.start(["daemon", "--config", configPath], logDirectory: directory.path)
+        do {
+            try await daemon.waitForTCPPort(port: port)
+            // The first certificate arrives later (a renew, a peer): the proxy must be watching live/ already.
+            let leaf = try TestCA.make().issueIntermediate().issueLeaf(dnsNames: ["daemon.example"])
+            let store = CertificateStore(root: state, logger: Logger(label: "daemon-empty-state-test"))
+            let bundle = CertificateBundle(certificatePEM: leaf.certificatePEM, chainPEM: leaf.chainPEM, privateKeyPEM: leaf.privateKeyPEM)
+            try store.install(try BundleVerifier().verify(bundle, expectedDomains: ["daemon.example"], now: Date()), name: "web", issuedBy: "test", now: Date())
+            #expect(try await eventually(seconds: 15) { (try? servedSerial(port: port, serverName: "daemon.example")) == hexSerial(leaf.certificate) },
+                    "the first certificate is not served: \(daemon.logTail())")
+            #expect(!daemon.logTail(lines: 200).contains("certificate watch stopped"), "\(daemon.logTail())")
+            daemon.send(signal: SIGTERM)
+            #expect(await daemon.waitForExit(timeout: 30) == 0, "\(daemon.logTail())")
+        } catch {
+            await daemon.stop()
+            throw error
+        }
+        await daemon.stop()
+    }
+
     @Test("a daemon with nothing to run, or a cluster without an identity, exits 2 with one line")
     func refusesNothingToRun() async throws {
         let directory = try TemporaryDirectory(name: "daemon-empty")
