@@ -52,7 +52,7 @@ struct DaemonProxyTests {
         let configPath = try directory.write(config(frontends: frontendA), to: "certkeeper.yaml")
 
         let daemon = try CLI.start(["daemon", "--config", configPath], logDirectory: directory.path)
-        do {
+        try await withDaemon(daemon) {
             try await daemon.waitForTCPPort(port: ports[0])
             func fetch(_ port: Int, _ path: String = "index.html") throws -> (status: Int32, output: String) {
                 try tool("/usr/bin/curl", ["-sS", "--max-time", "10", "--cacert", rootPath, "--resolve", "daemon.example:\(port):127.0.0.1", "https://daemon.example:\(port)/\(path)"])
@@ -97,13 +97,7 @@ struct DaemonProxyTests {
             let size = (try FileManager.default.attributesOfItem(atPath: directory.appending("downloaded.bin"))[.size] as? NSNumber)?.intValue
             #expect(size == 4 * 1024 * 1024)
 
-            daemon.send(signal: SIGTERM)
-            #expect(await daemon.waitForExit(timeout: 30) == 0, "\(daemon.logTail())")
-        } catch {
-            await daemon.stop()
-            throw error
         }
-        await daemon.stop()
     }
 
     @Test("started on an empty state directory, the daemon serves the first certificate installed afterwards")
@@ -127,7 +121,7 @@ struct DaemonProxyTests {
 
             """, to: "certkeeper.yaml")
         let daemon = try CLI.start(["daemon", "--config", configPath], logDirectory: directory.path)
-        do {
+        try await withDaemon(daemon) {
             try await daemon.waitForTCPPort(port: port)
             // The first certificate arrives later (a renew, a peer): the proxy must be watching live/ already.
             let leaf = try TestCA.make().issueIntermediate().issueLeaf(dnsNames: ["daemon.example"])
@@ -137,13 +131,7 @@ struct DaemonProxyTests {
             #expect(try await eventually(seconds: 15) { (try? servedSerial(port: port, serverName: "daemon.example")) == hexSerial(leaf.certificate) },
                     "the first certificate is not served: \(daemon.logTail())")
             #expect(!daemon.logTail(lines: 200).contains("certificate watch stopped"), "\(daemon.logTail())")
-            daemon.send(signal: SIGTERM)
-            #expect(await daemon.waitForExit(timeout: 30) == 0, "\(daemon.logTail())")
-        } catch {
-            await daemon.stop()
-            throw error
         }
-        await daemon.stop()
     }
 
     @Test("a daemon with nothing to run, or a cluster without an identity, exits 2 with one line")

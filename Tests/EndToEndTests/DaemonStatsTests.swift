@@ -85,7 +85,7 @@ struct DaemonStatsTests {
             """, to: "certkeeper.yaml")
 
         let daemon = try CLI.start(["daemon", "--config", configPath], logDirectory: directory.path)
-        do {
+        try await withDaemon(daemon) {
             try await daemon.waitForTCPPort(port: proxyPort)
             try await daemon.waitForTCPPort(port: statsPort)
             func get(_ path: String, _ extra: [String] = []) throws -> (status: Int32, output: String) {
@@ -144,13 +144,7 @@ struct DaemonStatsTests {
             #expect(try get("/metrics", ["-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"]).output == "405")
             #expect(try get("/metrics", ["-I"]).output.contains("content-type: text/plain; version=0.0.4"))
 
-            daemon.send(signal: SIGTERM)
-            #expect(await daemon.waitForExit(timeout: 30) == 0, "\(daemon.logTail())")
-        } catch {
-            await daemon.stop()
-            throw error
         }
-        await daemon.stop()
     }
 
     @Test("without a proxy, /status.json and /metrics show the store's certificates (an internal one issued at start)")
@@ -170,7 +164,7 @@ struct DaemonStatsTests {
 
             """, to: "certkeeper.yaml")
         let daemon = try CLI.start(["daemon", "--config", path], logDirectory: directory.path)
-        do {
+        try await withDaemon(daemon) {
             try await daemon.waitForTCPPort(port: statsPort)
             let metaPath = "\(state)/live/internal-web/meta.json"
             #expect(try await eventually(seconds: 30) { FileManager.default.fileExists(atPath: metaPath) }, "\(daemon.logTail())")
@@ -188,13 +182,7 @@ struct DaemonStatsTests {
             let metrics = try tool("/usr/bin/curl", ["-sS", "--max-time", "10", "http://127.0.0.1:\(statsPort)/stats/metrics"]).output
             #expect(metrics.contains(#"certkeeper_certificate_info{name="internal-web",serial="\#(serial)""#), "\(metrics)")
 
-            daemon.send(signal: SIGTERM)
-            #expect(await daemon.waitForExit(timeout: 30) == 0, "\(daemon.logTail())")
-        } catch {
-            await daemon.stop()
-            throw error
         }
-        await daemon.stop()
     }
 
     @Test("a public stats address is refused at start with one line naming the key")

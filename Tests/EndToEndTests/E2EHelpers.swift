@@ -135,3 +135,19 @@ func eventually(seconds: Double = 5, _ condition: () throws -> Bool) async throw
     }
     return try condition()
 }
+
+/// Runs `body` against a started `certkeeper daemon`, then stops it with SIGTERM and expects exit 0 (a clean
+/// drain); the process is stopped whatever happens.
+func withDaemon(
+    _ daemon: ManagedProcess, sourceLocation: SourceLocation = #_sourceLocation, _ body: () async throws -> Void
+) async throws {
+    do {
+        try await body()
+        daemon.send(signal: SIGTERM)
+        #expect(await daemon.waitForExit(timeout: 30) == 0, "\(daemon.logTail())", sourceLocation: sourceLocation)
+    } catch {
+        await daemon.stop()
+        throw error
+    }
+    await daemon.stop()
+}

@@ -112,7 +112,7 @@ struct InternalIssuerTests {
         let config = try Self.configuration(in: directory, listenPort: port, backendPort: backend.port)
 
         let daemon = try CLI.start(["daemon", "--config", config], environment: ["CERTKEEPER_CONFIG": ""], logDirectory: directory.path)
-        do {
+        try await withDaemon(daemon) {
             try await daemon.waitForTCPPort(port: port)
             let rootPath = directory.appending("root.pem")
             var trusted = false
@@ -135,12 +135,6 @@ struct InternalIssuerTests {
             #expect(installed.contains(try servedSerial(port: port, serverName: "localhost")), "the served certificate is the installed one")
             #expect(daemon.logTail(lines: 200).contains("created the internal CA root"))
 
-            daemon.send(signal: SIGTERM)
-            #expect(await daemon.waitForExit(timeout: 30) == 0, "\(daemon.logTail())")
-        } catch {
-            await daemon.stop()
-            throw error
         }
-        await daemon.stop()
     }
 }
