@@ -7,7 +7,8 @@
 #   3. p99 latency at the same offered load: keep-alive `/`, each wrk connection pauses CONNS*1000/LAT_RATE ms
 #      after every response (a wrk Lua delay()), which caps the offered load near LAT_RATE req/s for both.
 #      wrk stays closed-loop (a stalled response delays the next request, so p99 understates queueing:
-#      coordinated omission); the unpaced, saturated p99 is printed too
+#      coordinated omission); the unpaced, saturated p99 is printed too. The paced run is repeated LAT_ROUNDS times,
+#      alternating the proxies, and the median round is compared (one 10-second run swings with the shared machine)
 #   4. resident memory (VmRSS) of the proxy process holding $IDLE idle TLS connections (bench/idle_tls_clients.py)
 #   5. $SWAPS certificate swaps (rename over the bundle) under Connection: close load, counting wrk's errors;
 #      for HAProxy, $SWAPS master-worker reloads (SIGUSR2 to the master) after renaming its bundle
@@ -15,7 +16,7 @@
 # Tests alternate HAProxy and certkeeper run by run so background load on a shared machine hits both alike.
 # Prints a table with ratios (certkeeper / HAProxy); not a test: nothing here asserts timings.
 # Usage: bench/proxy.sh [path/to/certkeeper]   (default: builds release with --static-swift-stdlib into .build-static)
-#   env: DURATION=10 CONNS=32 LAT_RATE=5000 IDLE=5000 SWAPS=100 SWAP_INTERVAL=0.1 PROXY_CPU=0 LOAD_CPU=1 KEEP_WORK=1 (keep the work dir)
+#   env: DURATION=10 CONNS=32 LAT_RATE=5000 LAT_ROUNDS=3 IDLE=5000 SWAPS=100 SWAP_INTERVAL=0.1 PROXY_CPU=0 LOAD_CPU=1 KEEP_WORK=1 (keep the work dir)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -28,6 +29,7 @@ fi
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-32}
 LAT_RATE=${LAT_RATE:-5000}
+LAT_ROUNDS=${LAT_ROUNDS:-3}
 LAT_DELAY_MS=$(( CONNS * 1000 / LAT_RATE > 0 ? CONNS * 1000 / LAT_RATE : 1 ))
 IDLE=${IDLE:-5000}
 SWAPS=${SWAPS:-100}
@@ -214,8 +216,10 @@ run_wrk ka16-hap "$HAP_PORT" /16k "$(hap_worker)"
 run_wrk ka16-ck "$CK_PORT" /16k "$CK_PID"
 echo "3/5 latency" >&2
 echo "function delay() return $LAT_DELAY_MS end" > "$WORK/pace.lua"
-run_wrk lat-hap "$HAP_PORT" / "$(hap_worker)" -s "$WORK/pace.lua"
-run_wrk lat-ck "$CK_PORT" / "$CK_PID" -s "$WORK/pace.lua"
+for round in $(seq 1 "$LAT_ROUNDS"); do
+  run_wrk "lat-hap-$round" "$HAP_PORT" / "$(hap_worker)" -s "$WORK/pace.lua"
+  run_wrk "lat-ck-$round" "$CK_PORT" / "$CK_PID" -s "$WORK/pace.lua"
+done
 run_wrk sat-hap "$HAP_PORT" / "$(hap_worker)"
 run_wrk sat-ck "$CK_PORT" / "$CK_PID"
 
@@ -283,7 +287,7 @@ sleep 1
 CK_SERVED=$(echo | timeout 10 openssl s_client -connect "127.0.0.1:$CK_PORT" -servername bench.example.org 2>/dev/null | openssl x509 -noout -serial 2>/dev/null | cut -d= -f2)
 CK_EXPECTED=$(openssl x509 -noout -serial -in "$WORK/pki/bundle$((SWAPS % 2 + 1)).pem" | cut -d= -f2)
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-show_errors swap-hap; show_errors swap-ck; show_errors cps-ck; show_errors ka16-ck; show_errors lat-ck
+show_errors swap-hap; show_errors swap-ck; show_errors cps-ck; show_errors ka16-ck; show_errors lat-ck-1
 grep -iE 'error|warn' "$WORK/ck/out.log" | sort | uniq -c | sort -rn | head -5 >&2 || true
 
 # Table.
@@ -293,6 +297,14 @@ met() { # met RATIO_TEXT OP LIMIT
 }
 read -r hap_rss0 hap_rss hap_open hap_back < "$WORK/idle-hap.idle"
 read -r ck_rss0 ck_rss ck_open ck_back < "$WORK/idle-ck.idle"
+# The paced rounds: the median round's figures, and the range over the rounds.
+rounds() { local f=$1 name=$2 round; for round in $(seq 1 "$LAT_ROUNDS"); do "$f" "$name-$round"; echo; done; }
+median() { rounds "$1" "$2" | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+spread() { rounds "$1" "$2" | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END { if (NR > 1) printf "%s-%s", v[1], v[NR]; else print v[1] }'; }
+busy_of_median() { # the busy shares of the round whose p99 is the median
+  local name=$1 m round; m=$(median p99_ms "$name")
+  for round in $(seq 1 "$LAT_ROUNDS"); do [ "$(p99_ms "$name-$round")" = "$m" ] && { cat "$WORK/$name-$round.busy"; return; }; done
+}
 row() { printf '| %-52s | %14s | %14s | %7s | %-9s | %-4s |\n' "$@"; }
 echo
 echo "proxy.sh $(date -u +%F), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')); proxies on core $PROXY_CPU, wrk+nginx on core $LOAD_CPU"
@@ -309,11 +321,12 @@ row "keep-alive 16 KiB responses (MiB/s)" "$(mib_s ka16-ck)" "$(mib_s ka16-hap)"
 row "  requests/s" "$(rps ka16-ck)" "$(rps ka16-hap)" "$(ratio "$(rps ka16-ck)" "$(rps ka16-hap)")" "" ""
 row "  proxy CPU per response (us)" "$(cpu_us_per_req ka16-ck)" "$(cpu_us_per_req ka16-hap)" "$(ratio "$(cpu_us_per_req ka16-ck)" "$(cpu_us_per_req ka16-hap)")" "" ""
 row "  busy: proxy core / wrk+nginx core" "$(cat "$WORK/ka16-ck.busy")" "$(cat "$WORK/ka16-hap.busy")" "" "" ""
-r=$(ratio "$(p99_ms lat-ck)" "$(p99_ms lat-hap)")
-row "p99 latency, keep-alive /, ~$((CONNS * 1000 / LAT_DELAY_MS)) req/s offered (ms)" "$(p99_ms lat-ck)" "$(p99_ms lat-hap)" "$r" "<= 1x" "$(met "$r" '<=' 1)"
-row "  p50 (ms)" "$(p50_ms lat-ck)" "$(p50_ms lat-hap)" "$(ratio "$(p50_ms lat-ck)" "$(p50_ms lat-hap)")" "" ""
-row "  achieved requests/s" "$(rps lat-ck)" "$(rps lat-hap)" "$(ratio "$(rps lat-ck)" "$(rps lat-hap)")" "" ""
-row "  busy: proxy core / wrk+nginx core" "$(cat "$WORK/lat-ck.busy")" "$(cat "$WORK/lat-hap.busy")" "" "" ""
+r=$(ratio "$(median p99_ms lat-ck)" "$(median p99_ms lat-hap)")
+row "p99 latency, keep-alive /, ~$((CONNS * 1000 / LAT_DELAY_MS)) req/s offered (ms)" "$(median p99_ms lat-ck)" "$(median p99_ms lat-hap)" "$r" "<= 1x" "$(met "$r" '<=' 1)"
+row "  p99 over the $LAT_ROUNDS rounds (ms)" "$(spread p99_ms lat-ck)" "$(spread p99_ms lat-hap)" "" "" ""
+row "  p50, median round (ms)" "$(median p50_ms lat-ck)" "$(median p50_ms lat-hap)" "$(ratio "$(median p50_ms lat-ck)" "$(median p50_ms lat-hap)")" "" ""
+row "  achieved requests/s, median round" "$(median rps lat-ck)" "$(median rps lat-hap)" "$(ratio "$(median rps lat-ck)" "$(median rps lat-hap)")" "" ""
+row "  busy: proxy core / wrk+nginx core" "$(busy_of_median lat-ck)" "$(busy_of_median lat-hap)" "" "" ""
 row "keep-alive /, unpaced (saturated): requests/s" "$(rps sat-ck)" "$(rps sat-hap)" "$(ratio "$(rps sat-ck)" "$(rps sat-hap)")" "" ""
 row "  p99 at saturation (ms)" "$(p99_ms sat-ck)" "$(p99_ms sat-hap)" "$(ratio "$(p99_ms sat-ck)" "$(p99_ms sat-hap)")" "" ""
 row "  proxy CPU per response (us)" "$(cpu_us_per_req sat-ck)" "$(cpu_us_per_req sat-hap)" "$(ratio "$(cpu_us_per_req sat-ck)" "$(cpu_us_per_req sat-hap)")" "" ""
@@ -332,3 +345,4 @@ echo
 echo "ratio = certkeeper / HAProxy; busy = share of the core used by all processes (the machine may be shared)."
 echo "wrk is closed-loop: the paced run caps the offered load with a fixed pause per connection, but a slow response"
 echo "still delays the next request (coordinated omission); the unpaced p99 compares saturation at equal concurrency."
+echo "The paced figures are the median of $LAT_ROUNDS alternating rounds per proxy (each round's p99 in the next row)."

@@ -87,3 +87,10 @@ public struct ProxyService: Service {
         }
     }
 }
+
+extension ProxyService: CustomStringConvertible {
+    /// `ProxyService(frontends: https,mqtts)`: what ServiceLifecycle logs for the service. Without it ServiceGroup
+    /// renders the whole value by reflection when the group is built (measured: ~40 M instructions, about 15 ms of
+    /// start-up, and the reflection metadata and code that touches stay resident).
+    public var description: String { "ProxyService(frontends: \(frontends.map(\.name).joined(separator: ",")))" }
+}

@@ -197,3 +197,8 @@ public enum StatsError: Error, Sendable, Equatable, CustomStringConvertible {
         }
     }
 }
+
+extension StatsService: CustomStringConvertible {
+    /// `StatsService(127.0.0.1:7000)`: what ServiceLifecycle logs for the service (instead of a reflected dump).
+    public var description: String { "StatsService(\(host):\(port))" }
+}

@@ -217,3 +217,9 @@ struct ConfigReloadService: Service {
         }
     }
 }
+
+extension ConfigReloadService: CustomStringConvertible {
+    /// `ConfigReloadService(/etc/certkeeper/certkeeper.yaml)`: what ServiceLifecycle logs for the service (instead of
+    /// a reflected dump of the whole running configuration).
+    var description: String { "ConfigReloadService(\(path))" }
+}
