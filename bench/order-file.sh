@@ -13,11 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-BIN=${1:-}
-if [ -z "$BIN" ]; then
-  swift build -c release --product certkeeper --static-swift-stdlib --scratch-path "$ROOT/.build-static" >/dev/null
-  BIN=$ROOT/.build-static/release/certkeeper
-fi
+# shellcheck source=bench/lib/build.sh
+source "$ROOT/bench/lib/build.sh"
+BIN=$(static_release_binary "${1:-}")
 missing=()
 for tool in valgrind curl openssl python3 objcopy; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -20,12 +20,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-BIN=${1:-}
-if [ -z "$BIN" ]; then
-  # The release build operators install (README): Swift runtime and Foundation linked in, one file to copy.
-  swift build -c release --product certkeeper --static-swift-stdlib --scratch-path "$ROOT/.build-static" >/dev/null
-  BIN=$ROOT/.build-static/release/certkeeper
-fi
+# shellcheck source=bench/lib/build.sh
+source "$ROOT/bench/lib/build.sh"
+BIN=$(static_release_binary "${1:-}")
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-32}
 LAT_RATE=${LAT_RATE:-5000}
