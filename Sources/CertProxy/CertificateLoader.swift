@@ -70,10 +70,15 @@ public struct CertificateLoader: Sendable {
         }
         var text = ""
         for file in paths {
-            guard let data = FileManager.default.contents(atPath: file) else {
-                throw refuse(FileManager.default.fileExists(atPath: file) ? "cannot read \(file)" : "no such file \(file)")
+            // Bounded before reading: a huge file renamed over a watched bundle is refused from its size.
+            let bytes: [UInt8]?
+            do {
+                bytes = try SmallFile.read(file)
+            } catch {
+                throw refuse(error.code == .corrupt ? "\(file): \(error.detail ?? "unreadable")" : "cannot read \(file): \(error)")
             }
-            text += String(decoding: data, as: UTF8.self) + "\n"
+            guard let bytes else { throw refuse("no such file \(file)") }
+            text += String(decoding: bytes, as: UTF8.self) + "\n"
         }
         let blocks: [(label: String, text: String)]
         do {

@@ -246,6 +246,33 @@ public final class CertificateStore: Sendable {
         }
     }
 
+    /// Removes what writers killed mid-write left in the store: ``AtomicFile`` temporaries older than
+    /// ``AtomicFile/staleTemporaryAge`` in the state directory, each directory directly in it (`state/`,
+    /// `internal-ca/`, …) and each account directory. Temporary version directories and links are removed under the
+    /// lock by the next install of that name. Never fails.
+    /// - Parameter now: The time ages are measured against.
+    /// - Returns: The paths removed, relative to the state directory.
+    @discardableResult
+    public func removeStaleTemporaries(now: Date = Date()) -> [String] {
+        var directories = [""]
+        for entry in (try? fileSystem.list(root)) ?? [] where !entry.hasPrefix(".") && (try? fileSystem.kind("\(root)/\(entry)")) == .directory {
+            directories.append(entry)
+        }
+        for entry in (try? fileSystem.list(accountsRoot)) ?? [] where (try? fileSystem.kind("\(accountsRoot)/\(entry)")) == .directory {
+            directories.append("accounts/\(entry)")
+        }
+        var removed: [String] = []
+        for directory in directories where directory != "live" && directory != "archive" {
+            let path = directory.isEmpty ? root : "\(root)/\(directory)"
+            for name in AtomicFile.removeStaleTemporaries(in: path, now: now) {
+                let relative = directory.isEmpty ? name : "\(directory)/\(name)"
+                logger.notice("removed a leftover temporary file", metadata: ["path": "\(relative)"])
+                removed.append(relative)
+            }
+        }
+        return removed
+    }
+
     // MARK: - Reading
 
     /// The ``CertificateMeta`` of the live version.

@@ -136,16 +136,31 @@ struct FileSystem: Sendable {
     }
 
     /// The whole file; `nil` when it does not exist.
-    /// - Parameter limit: When given, a file longer than `limit` bytes is refused (`corrupt`) without reading it all.
-    func readFile(_ path: String, limit: Int? = nil) throws(StoreError) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+    ///
+    /// Only regular files are read, and only up to `limit` bytes: a larger file is refused from its `fstat` size
+    /// before anything is read (and, should it grow while being read, as soon as the limit is passed), so a huge
+    /// file renamed over a watched one costs no memory. A FIFO or device is refused without blocking.
+    /// - Parameter limit: The largest size accepted (``SmallFile/maximumSize`` by default).
+    /// - Throws: ``StoreError``: `io` when it cannot be opened or read, `corrupt` when it is too large or not a
+    ///   regular file.
+    func readFile(_ path: String, limit: Int = SmallFile.maximumSize) throws(StoreError) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         guard fd >= 0 else {
             if errno == ENOENT { return nil }
             throw .io("open", path)
         }
         defer { _ = close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw .io("fstat", path) }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            throw StoreError(code: .corrupt, operation: "read", path: path, detail: "not a regular file")
+        }
+        guard info.st_size <= limit else {
+            throw StoreError(code: .corrupt, operation: "read", path: path, detail: "\(info.st_size) bytes, larger than the \(limit) allowed")
+        }
         var result: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        result.reserveCapacity(Int(info.st_size))
+        var chunk = [UInt8](repeating: 0, count: min(64 * 1024, limit + 1))
         while true {
             let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             if count < 0 {
@@ -154,8 +169,8 @@ struct FileSystem: Sendable {
             }
             if count == 0 { return result }
             result.append(contentsOf: chunk[0..<count])
-            if let limit, result.count > limit {
-                throw StoreError(code: .corrupt, operation: "read", path: path, detail: "larger than \(limit) bytes")
+            if result.count > limit {
+                throw StoreError(code: .corrupt, operation: "read", path: path, detail: "larger than the \(limit) bytes allowed")
             }
         }
     }
@@ -195,10 +210,13 @@ struct FileSystem: Sendable {
         guard access(path, W_OK) == 0 else { throw .io("check writable", path) }
     }
 
+    /// The length of ``randomSuffix()``: 12 lowercase hex digits.
+    static let randomSuffixLength = 12
+
     /// A short random suffix for temporary names.
     static func randomSuffix() -> String {
         var generator = SystemRandomNumberGenerator()
-        return Hex.encode((0..<6).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        return Hex.encode((0..<randomSuffixLength / 2).map { _ in UInt8.random(in: 0...255, using: &generator) })
     }
 
     /// The directory part of `path` (`.` when there is none).
@@ -214,6 +232,21 @@ struct FileSystem: Sendable {
     }
 }
 
+/// Reading the small files certkeeper keeps or watches (bundles, keys, CA and CRL files, state, identities),
+/// never more than a bounded size.
+public enum SmallFile {
+    /// The largest file read: 1 MiB, the peer API's body limit. A certificate bundle is a few KiB.
+    public static let maximumSize = 1 << 20
+
+    /// The bytes of a regular file of at most `limit` bytes, or `nil` when it does not exist. A larger file is
+    /// refused from its size, before it is read.
+    /// - Throws: ``StoreError``: `io` when it cannot be opened or read, `corrupt` when it is larger than `limit` or
+    ///   not a regular file (the error names the path).
+    public static func read(_ path: String, limit: Int = maximumSize) throws(StoreError) -> [UInt8]? {
+        try FileSystem().readFile(path, limit: limit)
+    }
+}
+
 /// Atomic whole-file replacement: readers see the old file or the new one, never a mix or a gap.
 public enum AtomicFile {
     /// The text of a small file (a key, a certificate, an identity), or `nil` when it does not exist.
@@ -221,8 +254,8 @@ public enum AtomicFile {
     ///   - path: The file.
     ///   - limit: The largest size accepted, in bytes (1 MiB by default): a larger file is not one of ours.
     /// - Throws: ``StoreError``: `io` when the file cannot be opened or read, `corrupt` when it exceeds `limit`.
-    public static func readText(_ path: String, limit: Int = 1 << 20) throws(StoreError) -> String? {
-        try FileSystem().readFile(path, limit: limit).map { String(decoding: $0, as: UTF8.self) }
+    public static func readText(_ path: String, limit: Int = SmallFile.maximumSize) throws(StoreError) -> String? {
+        try SmallFile.read(path, limit: limit).map { String(decoding: $0, as: UTF8.self) }
     }
 
     /// Writes `data` to `path` atomically: a temporary file in the same directory is written, fsynced and
@@ -244,7 +277,9 @@ public enum AtomicFile {
 
     static func write(_ data: [UInt8], to path: String, mode: mode_t, fileSystem fs: FileSystem) throws(StoreError) {
         let directory = FileSystem.directory(of: path)
-        let temporary = directory + "/." + FileSystem.lastComponent(of: path) + ".tmp-" + FileSystem.randomSuffix()
+        let file = FileSystem.lastComponent(of: path)
+        removeStaleTemporaries(in: directory, of: file)
+        let temporary = directory + "/" + temporaryPrefix(of: file) + FileSystem.randomSuffix()
         do {
             try fs.writeNewFile(temporary, bytes: data, mode: mode)
             try fs.rename(temporary, to: path)
@@ -254,4 +289,50 @@ public enum AtomicFile {
         }
         try fs.syncDirectory(directory)
     }
+
+    // MARK: Leftovers of a writer that died
+
+    /// How old a temporary must be before it counts as a dead writer's leftover: a live write takes milliseconds,
+    /// and another process may be writing the same file right now.
+    public static let staleTemporaryAge: TimeInterval = 600
+
+    /// `.<file>.tmp-`: what the temporary names of ``write(_:to:mode:)`` for `file` start with.
+    static func temporaryPrefix(of file: String) -> String { "." + file + ".tmp-" }
+
+    /// Whether `entry` is a temporary name this writer makes (`.<file>.tmp-<12 hex digits>`), for `file` when given.
+    static func isTemporaryName(_ entry: String, of file: String?) -> Bool {
+        guard entry.hasPrefix("."), let range = entry.range(of: ".tmp-", options: .backwards) else { return false }
+        let suffix = entry[range.upperBound...]
+        guard suffix.count == FileSystem.randomSuffixLength, suffix.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) else {
+            return false
+        }
+        let target = entry[entry.index(after: entry.startIndex)..<range.lowerBound]
+        return !target.isEmpty && (file == nil || target == file![...])
+    }
+
+    /// Removes this writer's temporaries in `directory` (only `.<file>.tmp-<hex>` names, regular files, older than
+    /// ``staleTemporaryAge``): what a process killed between writing and renaming leaves behind. Runs before every
+    /// write of a file (for that file's temporaries) and at start-up (for all of them). Never fails: what cannot be
+    /// listed or removed stays.
+    /// - Parameters:
+    ///   - directory: The directory to clean.
+    ///   - file: Only temporaries of this file name; all of this writer's when `nil`.
+    ///   - now: The time ages are measured against.
+    /// - Returns: The names removed.
+    @discardableResult
+    public static func removeStaleTemporaries(in directory: String, of file: String? = nil, now: Date = Date()) -> [String] {
+        let fs = FileSystem()
+        guard let entries = try? fs.list(directory) else { return [] }
+        var removed: [String] = []
+        for entry in entries where isTemporaryName(entry, of: file) {
+            let path = directory + "/" + entry
+            var info = stat()
+            guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { continue }
+            let modified = Date(timeIntervalSince1970: TimeInterval(info.st_mtim.tv_sec) + TimeInterval(info.st_mtim.tv_nsec) / 1e9)
+            guard now.timeIntervalSince(modified) > staleTemporaryAge, unlink(path) == 0 else { continue }
+            removed.append(entry)
+        }
+        return removed
+    }
 }
+

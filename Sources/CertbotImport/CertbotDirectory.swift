@@ -1,3 +1,4 @@
+import CertStore
 import Foundation
 
 /// One certbot lineage as found on disk: its renewal configuration and the current version of its files.
@@ -219,10 +220,15 @@ public struct CertbotDirectory: Sendable {
         guard FileManager.default.fileExists(atPath: path) else {
             throw CertbotImportError(.missing, path: name, name == path ? "no such file" : "points to \(path), which does not exist")
         }
-        guard let data = FileManager.default.contents(atPath: path) else {
+        let bytes: [UInt8]?
+        do {
+            bytes = try SmallFile.read(path)
+        } catch {
+            if error.code == .corrupt { throw CertbotImportError(.malformed, path: name, error.detail ?? "unreadable") }
             throw CertbotImportError(.missing, path: name, "cannot read (permissions? run as the user certbot runs as)")
         }
-        return Array(data)
+        guard let bytes else { throw CertbotImportError(.missing, path: name, "no such file") }
+        return bytes
     }
 
     private func readText(_ path: String, shownAs shown: String? = nil) throws(CertbotImportError) -> String {

@@ -371,22 +371,18 @@ public struct CertbotImporter: Sendable {
                 continue
             }
             do throws(StoreError) {
-                let meta = try store.install(lineagePlan.verified, name: name, issuedBy: nodeName, now: now)
-                // A fresh renewal state: earlier failures (a renewal refused because live/<name> was certbot's),
-                // pending deploy hooks and ARI answers concerned another certificate. ARI is asked about this one on
-                // the next run. Its revocation mark names another serial and stays.
-                if var record = try? store.readState(RenewalRecord.self, key: RenewalRecord.key(for: name)) {
-                    record.backoff = nil
-                    record.pendingDeploy = nil
-                    record.failedHooks = nil
-                    record.ari = nil
-                    do {
-                        try store.writeState(record, key: RenewalRecord.key(for: name))
-                    } catch {
-                        // The certificate is installed; a stale back-off only delays the first automatic renewal.
-                        logger.warning("cannot reset the renewal state", metadata: ["cert.name": "\(name)", "error": "\(error)"])
-                    }
-                }
+                // A fresh renewal state, written before live/ swaps: earlier failures (a renewal refused because
+                // live/<name> was certbot's), pending deploy hooks and ARI answers concerned another certificate. ARI
+                // is asked about this one on the next run. Its revocation mark names another serial and stays. No
+                // deploy is owed: the imported certificate is the one certbot's setup already serves.
+                let (meta, _) = try store.installRecorded(
+                    lineagePlan.verified, name: name, issuedBy: nodeName, now: now, owesDeploy: false,
+                    change: {
+                        $0.backoff = nil
+                        $0.pendingDeploy = nil
+                        $0.failedHooks = nil
+                        $0.ari = nil
+                    }, logger: logger)
                 logger.info("imported certbot lineage", metadata: [
                     "cert.name": "\(name)", "cert.serial": "\(meta.serial)", "certbot.archive_version": "\(lineagePlan.lineage.version.map(String.init) ?? "?")",
                 ])

@@ -82,6 +82,8 @@ public enum ConfigLoader {
         var status = stat()
         guard fstat(descriptor, &status) == 0 else { return .failure(Syntax.Reason(errnoDescription())) }
         guard (status.st_mode & S_IFMT) != S_IFDIR else { return .failure(Syntax.Reason("it is a directory")) }
+        // Refused from its size before reading; the loop below still stops at the limit for a pipe or a growing file.
+        guard status.st_size <= maximumFileSize else { return .failure(Syntax.Reason("it is larger than \(maximumFileSize >> 20) MiB")) }
 
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)

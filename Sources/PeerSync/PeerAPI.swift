@@ -54,8 +54,10 @@ public struct PeerAPI: Sendable {
                 }
                 var wait = Duration.zero
                 if let text = query["wait"] {
-                    guard let seconds = Double(text), seconds >= 0, seconds.isFinite else { return Self.error(400, "wait: not a number of seconds") }
-                    wait = min(.milliseconds(Int64(seconds * 1000)), maximumWait)
+                    guard let requested = Self.requestedWait(text) else {
+                        return Self.error(400, "wait: '\(text.prefix(40))' is not a number of seconds from 0 to \(Int(Self.longestRequestableWait))")
+                    }
+                    wait = min(requested, maximumWait)
                 }
                 let now = await index.wait(after: after, timeout: wait)
                 return try Self.json(local.catalog(index: now))
@@ -76,6 +78,19 @@ public struct PeerAPI: Sendable {
             logger.warning("peer API request failed", metadata: ["peer": "\(peer)", "uri": "\(uri.prefix(120))", "error": "\(error)"])
             return Self.error(500, "\(error)")
         }
+    }
+
+    /// The largest `wait=` a request may name, in seconds (a day). Larger values are refused with 400 rather than
+    /// cut to ``maximumWait``: they are no real client's, and converting them would overflow.
+    static let longestRequestableWait: Double = 86_400
+
+    /// The `wait=` parameter as a duration: a finite number of seconds from 0 to ``longestRequestableWait``,
+    /// rounded up to whole milliseconds; `nil` for anything else.
+    static func requestedWait(_ text: String) -> Duration? {
+        guard text.utf8.count <= 32, let seconds = Double(text), seconds.isFinite, (0...longestRequestableWait).contains(seconds) else {
+            return nil
+        }
+        return .milliseconds(Int64((seconds * 1000).rounded(.up)))
     }
 
     static func json<T: Encodable>(_ value: T) throws -> Response {

@@ -88,6 +88,7 @@ public actor SyncInstaller {
             return fail("\(error)", log)
         }
         let meta: CertificateMeta
+        var record: RenewalRecord
         do {
             defer { lock.release() }
             if let installed = try store.meta(name: entry.name) {
@@ -99,7 +100,13 @@ public actor SyncInstaller {
                     return reject("its certificate (serial \(verified.serialHex)) is not newer than the installed one (serial \(installed.serial))", log)
                 }
             }
-            meta = try store.install(verified, name: entry.name, issuedBy: issuedBy, now: clock())
+            // The owed deploy is recorded before live/ swaps, so a crash after the swap still runs the hooks on the
+            // next `renew`. Back-off belonged to renewing the certificate this one replaces.
+            let shared = entry.sha256 == verified.sha256Hex ? entry.renewal : nil
+            (meta, record) = try store.installRecorded(verified, name: entry.name, issuedBy: issuedBy, now: clock(), owesDeploy: true, change: {
+                if let shared { $0.shared = shared }
+                $0.backoff = nil
+            }, logger: log)
         } catch {
             return fail("\(error)", log)
         }
@@ -107,7 +114,9 @@ public actor SyncInstaller {
             "cert.serial": "\(meta.serial)", "cert.not_after": "\(meta.notAfter)", "cert.issued_by": "\(meta.issuedBy)",
         ])
         let failed = await deploy.run(spec: spec, meta: meta, liveDirectory: store.liveDirectory(name: spec.name), logger: log)
-        recordDeploy(name: spec.name, serial: meta.serial, failed: failed, shared: entry.sha256 == meta.sha256 ? entry.renewal : nil, log)
+        record.pendingDeploy = failed.isEmpty ? nil : meta.serial
+        record.failedHooks = failed.isEmpty ? nil : failed
+        store.saveRenewalRecord(record, name: spec.name, logger: log)
         return .installed(serial: meta.serial, failedHooks: failed)
     }
 
@@ -148,22 +157,6 @@ public actor SyncInstaller {
         do {
             try store.writeState(record, key: key)
             log.debug("renewal state taken from the certificate's issuer")
-        } catch {
-            log.warning("cannot save the renewal state", metadata: ["error": "\(error)"])
-        }
-    }
-
-    /// Records the hooks that failed, so `status` shows them and `renew` runs them again until they succeed.
-    private func recordDeploy(name: String, serial: String, failed: [String], shared: SharedRenewalState?, _ log: Logger) {
-        let key = RenewalRecord.key(for: name)
-        var record = ((try? store.readState(RenewalRecord.self, key: key)) ?? nil) ?? RenewalRecord()
-        if let shared { record.shared = shared }
-        // Back-off belonged to renewing the certificate this one replaces.
-        record.backoff = nil
-        record.pendingDeploy = failed.isEmpty ? nil : serial
-        record.failedHooks = failed.isEmpty ? nil : failed
-        do {
-            try store.writeState(record, key: key)
         } catch {
             log.warning("cannot save the renewal state", metadata: ["error": "\(error)"])
         }

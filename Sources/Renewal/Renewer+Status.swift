@@ -18,13 +18,16 @@ public struct CertificateStatus: Codable, Sendable, Equatable {
     public var lastError: String?
     /// Deploy hooks that failed for the installed certificate and will run again on the next `renew`.
     public var failedHooks: [String]?
+    /// Whether the installed certificate's deploy hooks have not all succeeded yet: they failed (``failedHooks``),
+    /// or the process that installed it stopped before they finished. The next `renew` runs them.
+    public var deployOwed: Bool
     public var issuedBy: String?
     public var version: Int?
 
     enum CodingKeys: String, CodingKey {
         case name, domains, serial, reason, version
         case notAfter = "not_after", daysLeft = "days_left", nextRenewal = "next_renewal"
-        case lastError = "last_error", issuedBy = "issued_by", failedHooks = "failed_hooks"
+        case lastError = "last_error", issuedBy = "issued_by", failedHooks = "failed_hooks", deployOwed = "deploy_owed"
     }
 }
 
@@ -35,6 +38,7 @@ extension Renewer {
         return specs.map { spec in
             let meta = try? store.meta(name: spec.name)
             let record = (try? store.readState(RenewalRecord.self, key: RenewalRecord.key(for: spec.name))) ?? RenewalRecord()
+            let owed = record.pendingDeploy != nil && record.pendingDeploy == meta?.serial
             let next: Date?
             let reason: RenewalReason
             switch decision(spec: spec, meta: meta, record: record, now: now) {
@@ -51,7 +55,8 @@ extension Renewer {
                 nextRenewal: next,
                 reason: reason.rawValue,
                 lastError: record.backoff?.lastError,
-                failedHooks: record.pendingDeploy != nil && record.pendingDeploy == meta?.serial ? record.failedHooks : nil,
+                failedHooks: owed ? record.failedHooks : nil,
+                deployOwed: owed,
                 issuedBy: meta?.issuedBy,
                 version: meta?.version
             )

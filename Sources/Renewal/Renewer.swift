@@ -88,9 +88,7 @@ public final class Renewer: Sendable {
 
     /// Whether the installed certificate's deploy hooks still have to succeed.
     func hasPendingDeploy(_ spec: CertificateSpec) -> Bool {
-        guard let record = (try? store.readState(RenewalRecord.self, key: RenewalRecord.key(for: spec.name))) ?? nil,
-              let pending = record.pendingDeploy else { return false }
-        return (try? store.meta(name: spec.name))??.serial == pending
+        store.owedDeploy(name: spec.name) != nil
     }
 
     /// Whether ARI should be asked about `spec` now: the certificate has a certID and the last answer is stale.
@@ -112,6 +110,7 @@ public final class Renewer: Sendable {
         } catch {
             throw RenewalSetupError("\(error)")
         }
+        store.removeStaleTemporaries(now: clock())
         // A quick look without the network: if nothing is due and no ARI answer is stale, we are done.
         let now = clock()
         let quick = specs.map { spec in (try? decision(for: spec, now: now)) ?? .due(.missing) }
@@ -202,11 +201,15 @@ public final class Renewer: Sendable {
             // anyway would burn the CA's duplicate-certificate limit on every retry.
             try store.checkInstallable(name: spec.name)
             let verified = try await session.issue(spec, replacing: meta, logger: log)
-            let installed = try store.install(verified, name: spec.name, issuedBy: nodeName, now: clock())
-            record.backoff = nil
-            record.lastSuccess = clock()
-            record.revokedSerial = nil
-            record.ari = spec.issuer != .acme ? nil : installed.ariCertID.map { ARIRecord(certID: $0, window: nil, nextPoll: clock().addingTimeInterval(RenewalSession.ariPollInterval)) }
+            let now = clock()
+            let installed: CertificateMeta
+            // The owed deploy is on disk before live/ swaps: killed after the swap, the next run still runs the hooks.
+            (installed, record) = try store.installRecorded(verified, name: spec.name, issuedBy: nodeName, now: now, owesDeploy: true, change: {
+                $0.backoff = nil
+                $0.lastSuccess = now
+                $0.revokedSerial = nil
+                $0.ari = spec.issuer != .acme ? nil : verified.ariCertID.map { ARIRecord(certID: $0, window: nil, nextPoll: now.addingTimeInterval(RenewalSession.ariPollInterval)) }
+            }, logger: log)
             let failed = await deploy(spec, meta: installed, record: &record, session: session, logger: log)
             return failed.isEmpty ? .renewed(installed, reason: reason) : .renewedWithHookFailures(installed, reason: reason, failedHooks: failed)
         } catch {
@@ -226,24 +229,15 @@ public final class Renewer: Sendable {
         }
     }
 
-    /// Runs the deploy hooks for an installed certificate and records whether they must run again.
+    /// Runs the deploy hooks for an installed certificate whose deploy is already recorded as owed (by
+    /// ``CertificateStore/installRecorded(_:name:issuedBy:now:owesDeploy:change:logger:)`` or an earlier failure),
+    /// and records whether they must run again.
     func deploy(_ spec: CertificateSpec, meta: CertificateMeta, record: inout RenewalRecord, session: RenewalSession, logger: Logger) async -> [String] {
-        record.pendingDeploy = meta.serial
-        record.failedHooks = nil
-        saveRecord(record, spec: spec, logger: logger)
         let failed = await session.runDeployHooks(spec: spec, meta: meta, liveDirectory: store.liveDirectory(name: spec.name), logger: logger)
         record.pendingDeploy = failed.isEmpty ? nil : meta.serial
         record.failedHooks = failed.isEmpty ? nil : failed
-        saveRecord(record, spec: spec, logger: logger)
+        store.saveRenewalRecord(record, name: spec.name, logger: logger)
         return failed
-    }
-
-    func saveRecord(_ record: RenewalRecord, spec: CertificateSpec, logger: Logger) {
-        do {
-            try store.writeState(record, key: RenewalRecord.key(for: spec.name))
-        } catch {
-            logger.warning("cannot save renewal state: \(error)")
-        }
     }
 
     static func oneLine(_ error: any Error) -> String {

@@ -126,7 +126,7 @@ struct Status: AsyncParsableCommand {
         } else {
             print(StatusTable.render(rows))
         }
-        throw ExitCode(rows.contains(where: { $0.lastError != nil || $0.failedHooks != nil }) ? ExitStatus.failure : ExitStatus.success)
+        throw ExitCode(rows.contains(where: { $0.lastError != nil || $0.deployOwed }) ? ExitStatus.failure : ExitStatus.success)
     }
 }
 

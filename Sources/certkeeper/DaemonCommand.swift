@@ -46,6 +46,7 @@ struct Daemon: AsyncParsableCommand {
         } catch {
             throw CommandFailure.failure("state_dir: \(error)")
         }
+        store.removeStaleTemporaries()
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
 
         // issuer: internal certificates are renewed here (on the renewer, or a single node); ACME stays with cron.
@@ -56,6 +57,9 @@ struct Daemon: AsyncParsableCommand {
 
         if let cluster = configuration.cluster {
             let identityPath = cluster.identityFile(stateDirectory: configuration.stateDirectory)
+            // `cluster join` writes it atomically; a join killed mid-write leaves its temporary beside it.
+            let identityURL = URL(fileURLWithPath: identityPath)
+            AtomicFile.removeStaleTemporaries(in: identityURL.deletingLastPathComponent().path, of: identityURL.lastPathComponent)
             let identity: ClusterIdentity
             do {
                 identity = try ClusterIdentity.load(path: identityPath)

@@ -107,4 +107,55 @@ struct HotSwapTests {
             #expect(swapped, "logs: \(logs.all)")
         }
     }
+    @Test("a 50 MB file renamed over a watched bundle is refused from its size, memory stays flat, the next good one is served")
+    func oversizedFileIsRefusedUnread() async throws {
+        let logs = CapturedLogs()
+        let directory = try TemporaryDirectory(name: "certproxy-huge")
+        defer { directory.remove() }
+        let ca = try TestCA.make().issueIntermediate()
+        let first = try ca.issueLeaf(dnsNames: ["mqtt.example.org"])
+        let path = try directory.write(first.fullChainPEM + first.privateKeyPEM, to: "mqtt.pem")
+        // 50 MB of blank lines, written in 1 MiB pieces so the test itself does not hold it.
+        let huge = directory.appending(".mqtt.pem.huge")
+        #expect(FileManager.default.createFile(atPath: huge, contents: nil))
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: huge))
+        let piece = Data(repeating: UInt8(ascii: "\n"), count: 1 << 20)
+        for _ in 0..<50 { try handle.write(contentsOf: piece) }
+        try handle.close()
+
+        let certificates = CertificateSet()
+        let reloader = CertificateReloader(sources: [.file(name: "mqtt", path: path)], certificates: certificates, logger: logs.logger)
+        #expect(reloader.loadAll().isEmpty)
+        try await WatchedProxy.run(reloader: reloader, certificates: certificates, logger: logs.logger) { running in
+            let proxy = running.proxy
+            #expect(try await servedSerial(port: proxy.port, serverName: "mqtt.example.org") == first.certificate.serialNumber)
+            let before = residentBytes()
+            #expect(rename(huge, path) == 0)
+            let refused = await eventually(timeout: .seconds(10)) {
+                logs.all.contains { $0.hasPrefix("error") && $0.contains("cert.name=mqtt") && $0.contains("52428800 bytes, larger than the 1048576 allowed") }
+            }
+            #expect(refused, "logs: \(logs.all)")
+            // Reading it whole took 2.1 GiB (one substring per line); refused from its size it costs nothing. The
+            // bound is loose because other tests run in this process at the same time.
+            let grown = residentBytes() - before
+            #expect(grown < 200 << 20, "resident memory grew by \(grown >> 20) MiB")
+            #expect(try await servedSerial(port: proxy.port, serverName: "mqtt.example.org") == first.certificate.serialNumber)
+
+            let second = try ca.issueLeaf(dnsNames: ["mqtt.example.org"])
+            try directory.write(second.fullChainPEM + second.privateKeyPEM, to: ".mqtt.pem.tmp")
+            #expect(rename(directory.appending(".mqtt.pem.tmp"), path) == 0)
+            let swapped = await eventually(timeout: .seconds(10)) {
+                (try? await servedSerial(port: proxy.port, serverName: "mqtt.example.org")) == second.certificate.serialNumber
+            }
+            #expect(swapped, "logs: \(logs.all)")
+        }
+    }
+}
+
+/// This process's resident set size (`VmRSS` in /proc/self/status), in bytes.
+func residentBytes() -> Int {
+    let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+    guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+          let kilobytes = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") else { return 0 }
+    return kilobytes * 1024
 }

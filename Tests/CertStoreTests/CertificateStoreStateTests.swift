@@ -30,6 +30,46 @@ struct CertificateStoreStateTests {
         #expect(directoryEntries("\(root)/state") == ["web.json"], "no temporary files left")
     }
 
+    @Test("leftover temporaries of killed writers are removed at start and before each write; fresh ones and other files stay")
+    func staleTemporariesAreRemoved() throws {
+        let fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let (store, root) = (fixture.store, fixture.root)
+        try store.prepare()
+        try FileManager.default.createDirectory(atPath: "\(root)/internal-ca", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: "\(root)/accounts/acme.example_directory-0123456789ab", withIntermediateDirectories: true)
+        let old = Date().addingTimeInterval(-2 * AtomicFile.staleTemporaryAge)
+        func leave(_ relative: String, modified: Date) throws {
+            let path = "\(root)/\(relative)"
+            #expect(FileManager.default.createFile(atPath: path, contents: Data("partial".utf8)))
+            try FileManager.default.setAttributes([.modificationDate: modified], ofItemAtPath: path)
+        }
+        let stale = [
+            "state/.renewal-web.json.tmp-0123456789ab", "internal-ca/.root.key.tmp-a1b2c3d4e5f6",
+            "accounts/acme.example_directory-0123456789ab/.key.pem.tmp-ffffffffffff", ".lock.tmp-000000000000",
+        ]
+        for path in stale { try leave(path, modified: old) }
+        // Someone else's write in progress, and files that only look similar: all stay.
+        let kept = [
+            "state/.renewal-api.json.tmp-abcdefabcdef", "state/notes.tmp-0123456789ab", "state/.renewal-web.json.tmp-XYZ",
+            "state/.renewal-web.json.tmp-0123456789abcd", "state/renewal-web.json",
+        ]
+        try leave(kept[0], modified: Date())
+        for path in kept.dropFirst() { try leave(path, modified: old) }
+        try leave("live/.web.json.tmp-0123456789ab", modified: old)
+
+        #expect(Set(store.removeStaleTemporaries()) == Set(stale))
+        for path in stale { #expect(!FileManager.default.fileExists(atPath: "\(root)/\(path)"), "\(path)") }
+        for path in kept { #expect(FileManager.default.fileExists(atPath: "\(root)/\(path)"), "\(path)") }
+        #expect(FileManager.default.fileExists(atPath: "\(root)/live/.web.json.tmp-0123456789ab"), "live/ is the install's to clean")
+
+        // Before each write, the written file's own stale temporaries go.
+        try leave("state/.web.json.tmp-0123456789ab", modified: old)
+        try store.writeState(RenewalState(attempts: 1, nextCheck: testNow, lastError: nil), key: "web")
+        #expect(!FileManager.default.fileExists(atPath: "\(root)/state/.web.json.tmp-0123456789ab"))
+        #expect(FileManager.default.fileExists(atPath: "\(root)/\(kept[0])"), "a fresh temporary of another file stays")
+    }
+
     @Test func corruptStateIsReportedWithItsPath() throws {
         let fixture = try StoreFixture()
         defer { fixture.remove() }

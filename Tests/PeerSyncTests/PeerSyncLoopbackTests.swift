@@ -14,6 +14,7 @@ import Testing
 import Renewal
 import X509
 
+@testable import CertStore
 @testable import PeerSync
 
 /// One node of a loopback cluster: a store, an identity from the cluster CA, and its peer API when serving.
@@ -160,6 +161,61 @@ struct PeerSyncLoopbackTests {
         await api.stop()
     }
 
+    @Test("a follower killed between the live swap and its deploy hooks still owes them: the next renew runs them")
+    func crashAfterSwapOwesTheDeploy() async throws {
+        let cluster = try LoopbackCluster()
+        let renewer = try cluster.node("n1")
+        let marker = cluster.directory.path + "/hook-ran"
+        let follower = try cluster.node("n2", hooks: HookSettings(deploy: [HookCommand(command: "echo ran >> \(marker)")], timeout: 30))
+        // What a SIGKILL right after the swap leaves on disk: the follower's state directory copied at the moment the
+        // store fsyncs live/ after renaming the new link over live/web (the injector runs before that fsync).
+        let image = cluster.directory.path + "/crash-image"
+        let liveRoot = follower.store.root + "/live"
+        let faults: FileSystem.FaultInjector = { operation, path in
+            if operation == .fsyncDirectory, path == liveRoot, !FileManager.default.fileExists(atPath: image) {
+                let copy = Process()
+                copy.executableURL = URL(fileURLWithPath: "/bin/cp")
+                copy.arguments = ["-a", follower.store.root, image]
+                try? copy.run()
+                copy.waitUntilExit()
+            }
+            return nil
+        }
+        let store = CertStore.CertificateStore(root: follower.store.root, keepVersions: 5, logger: LoopbackCluster.logger, fileSystem: FileSystem(faults: faults))
+        let installed = try cluster.install(on: renewer)
+        let api = try await RunningPeerAPI.start(renewer)
+        defer { api.task.cancel() }
+        let installer = SyncInstaller(configuration: follower.configuration, store: store, environment: ProcessInfo.processInfo.environment, logger: LoopbackCluster.logger)
+        try await withPeerClient(follower.identity.makeClientTLSConfiguration(), peer: "n1", port: api.server.port) { client in
+            let entry = try #require(try await client.catalog(after: nil, wait: .zero).certificate(named: "web"))
+            #expect(await installer.consider(entry, from: client) == .installed(serial: installed.serial, failedHooks: []))
+        }
+        await api.stop()
+        #expect(((try? String(contentsOfFile: marker, encoding: .utf8)) ?? "") == "ran\n")
+        #expect(try store.readState(RenewalRecord.self, key: RenewalRecord.key(for: "web"))?.pendingDeploy == nil)
+
+        // The crash image: the new certificate is live, its hooks have not run, and the record says they are owed.
+        let crashed = CertStore.CertificateStore(root: image, logger: LoopbackCluster.logger)
+        #expect(try crashed.meta(name: "web")?.serial == installed.serial)
+        #expect(try crashed.readState(RenewalRecord.self, key: RenewalRecord.key(for: "web"))?.pendingDeploy == installed.serial)
+        #expect(crashed.owedDeploy(name: "web") == installed.serial)
+        var configuration = follower.configuration
+        configuration.stateDirectory = image
+        // ARI is asked about the live certificate first; a refused port and a short timeout keep that brief.
+        configuration.acmeSettings?.directoryURL = "https://127.0.0.1:1/directory"
+        configuration.acmeSettings?.requestTimeout = 1
+        let renew = Renewer(configuration: configuration, store: crashed, nodeName: "n2", environment: ProcessInfo.processInfo.environment, logger: LoopbackCluster.logger)
+        let report = try await renew.run(configuration.certificates, force: false)
+        guard case .redeployed(let meta, let failed)? = report.outcomes.first?.outcome else {
+            Issue.record("renew after the crash did not run the owed deploy: \(report.outcomes)")
+            return
+        }
+        #expect(meta.serial == installed.serial)
+        #expect(failed.isEmpty)
+        #expect(((try? String(contentsOfFile: marker, encoding: .utf8)) ?? "") == "ran\nran\n")
+        #expect(crashed.owedDeploy(name: "web") == nil)
+    }
+
     @Test("a long-poll returns when the index moves, with the new catalogue")
     func longPoll() async throws {
         let cluster = try LoopbackCluster()
@@ -279,6 +335,41 @@ struct PeerSyncLoopbackTests {
                 #expect(!"\(error)".isEmpty)
             }
         }
+        await api.stop()
+    }
+
+    @Test("a long-poll asking for a wait no clock can hold is refused with 400, and the API keeps serving")
+    func hugeWaitIsRefused() async throws {
+        let cluster = try LoopbackCluster()
+        let renewer = try cluster.node("n1")
+        let follower = try cluster.node("n2")
+        try cluster.install(on: renewer)
+        let api = try await RunningPeerAPI.start(renewer)
+        defer { api.task.cancel() }
+        let http = HTTPClient(
+            eventLoopGroupProvider: .singleton,
+            configuration: HTTPClient.Configuration(tlsConfiguration: follower.identity.makeClientTLSConfiguration()))
+        func get(_ target: String) async throws -> (UInt, String) {
+            let response = try await http.execute(HTTPClientRequest(url: "https://127.0.0.1:\(api.server.port)\(target)"), timeout: .seconds(30))
+            let body = try await response.body.collect(upTo: 1 << 20)
+            return (response.status.code, String(buffer: body))
+        }
+        do {
+            for wait in ["1e19", "9.3e15", "86401", "inf", "nan", "-1", "1e400", String(repeating: "9", count: 400)] {
+                let (status, body) = try await get("/v1/catalog?after=abc.1&wait=\(wait)")
+                #expect(status == 400, "wait=\(wait.prefix(20)): \(body)")
+                #expect(body.contains("wait"), "wait=\(wait.prefix(20)): \(body)")
+            }
+            // Still serving: an ordinary request and a short long-poll that times out.
+            let (status, body) = try await get("/v1/catalog")
+            #expect(status == 200, "\(body)")
+            let (pollStatus, _) = try await get("/v1/catalog?after=abc.1&wait=0.05")
+            #expect(pollStatus == 200)
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
+        try await http.shutdown()
         await api.stop()
     }
 
