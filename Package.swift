@@ -36,7 +36,7 @@ let package = Package(
         .target(
             name: "ACMEClient",
             dependencies: [
-                "ACMEProtocol",
+                "ACMEProtocol", "Listeners", "Durations",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -63,7 +63,7 @@ let package = Package(
         // YAML configuration: parsing and validation with key paths.
         .target(
             name: "CertkeeperConfig",
-            dependencies: [.product(name: "Yams", package: "Yams")]
+            dependencies: ["Durations", .product(name: "Yams", package: "Yams")]
         ),
         // Running external programs (deploy hooks, dns-01 hooks) with timeouts.
         .target(
@@ -85,7 +85,7 @@ let package = Package(
         .target(
             name: "Renewal",
             dependencies: [
-                "ACMEProtocol", "ACMEClient", "CertStore", "RenewalPolicy", "CertkeeperConfig", "CertHooks", "InternalCA",
+                "ACMEProtocol", "ACMEClient", "CertStore", "RenewalPolicy", "CertkeeperConfig", "CertHooks", "InternalCA", "Durations",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -96,11 +96,28 @@ let package = Package(
             name: "StoreWatch",
             dependencies: [.product(name: "Logging", package: "swift-log")]
         ),
+        // Seconds from outside (configuration, a CA, a peer) into Durations that cannot overflow.
+        .target(name: "Durations"),
+        // Log lines per key and interval, so what a client can repeat at will cannot flood the log.
+        .target(
+            name: "LogThrottle",
+            dependencies: [.product(name: "NIOConcurrencyHelpers", package: "swift-nio")]
+        ),
+        // What every listener does alike: accept back-off at the descriptor limit with a throttled warning, and
+        // close-on-exec for every socket.
+        .target(
+            name: "Listeners",
+            dependencies: [
+                "LogThrottle",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The TLS-terminating TCP proxy: frontends, relay, SNI certificate selection, hot swap.
         .target(
             name: "CertProxy",
             dependencies: [
-                "CertStore", "StoreWatch", "ACMEProtocol",
+                "CertStore", "StoreWatch", "ACMEProtocol", "Listeners", "LogThrottle",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -126,7 +143,7 @@ let package = Package(
         .target(
             name: "PeerSync",
             dependencies: [
-                "CertStore", "CertkeeperConfig", "Renewal", "StoreWatch",
+                "CertStore", "CertkeeperConfig", "Renewal", "StoreWatch", "Listeners", "Durations",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
@@ -142,7 +159,7 @@ let package = Package(
         .target(
             name: "CertStats",
             dependencies: [
-                "CertProxy",
+                "CertProxy", "Listeners",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -170,7 +187,7 @@ let package = Package(
             dependencies: [
                 "Renewal", "CertkeeperConfig", "CertStore", "RenewalPolicy", "CertProxy", "ClusterTrust", "PeerSync",
                 "CertbotImport",
-                "InternalCA", "CertHooks", "CertStats",
+                "InternalCA", "CertHooks", "CertStats", "Durations",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -221,7 +238,7 @@ let package = Package(
         .testTarget(
             name: "PeerSyncTests",
             dependencies: [
-                "PeerSync", "CertStore", "CertkeeperConfig", "ClusterTrust", "Renewal", "CertkeeperTestSupport",
+                "PeerSync", "CertStore", "CertkeeperConfig", "ClusterTrust", "Renewal", "CertkeeperTestSupport", "Durations",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "X509", package: "swift-certificates"),
@@ -255,7 +272,7 @@ let package = Package(
         .testTarget(
             name: "CertProxyTests",
             dependencies: [
-                "CertProxy", "CertStore", "CertkeeperTestSupport",
+                "CertProxy", "CertStore", "CertkeeperTestSupport", "LogThrottle",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -1,5 +1,6 @@
 import ACMEProtocol
 import AsyncHTTPClient
+import Durations
 import Foundation
 import Logging
 
@@ -374,7 +375,7 @@ public final class ACMEClient: Sendable {
         let remaining = deadline.timeIntervalSince(clock())
         guard remaining > 0 else { throw ACMEError(.timedOut(what)) }
         do {
-            try await Task.sleep(for: .milliseconds(Int64(min(seconds, remaining) * 1000)))
+            try await Task.sleep(for: .clampedSeconds(min(seconds, remaining)))
         } catch {
             throw ACMEError(.timedOut("\(what): cancelled"))
         }

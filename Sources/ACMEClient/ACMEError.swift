@@ -78,7 +78,7 @@ public struct ACMEError: Error, Sendable, CustomStringConvertible {
         case .protocolViolation(let reason): text = "ACME protocol violation: \(reason)"
         }
         if let url { text += " [\(url)]" }
-        if let retryAfter { text += " (retry after \(Int(retryAfter.rounded(.up))) s)" }
+        if let retryAfter { text += " (retry after \(Int(exactly: retryAfter.rounded(.up)).map(String.init) ?? "\(retryAfter)") s)" }
         return text
     }
 }

@@ -1,5 +1,6 @@
 import ACMEProtocol
 import AsyncHTTPClient
+import Durations
 import Foundation
 import Logging
 import NIOCore
@@ -37,7 +38,7 @@ public enum ACMEHTTPClientFactory {
                 throw ACMEError(.transport("cannot load CA bundle \(extraTrustRootsFile): \(error)"))
             }
         }
-        let timeout = TimeAmount.milliseconds(Int64(requestTimeout * 1000))
+        let timeout = TimeAmount(Duration.clampedSeconds(requestTimeout))
         let configuration = HTTPClient.Configuration(
             tlsConfiguration: tls,
             redirectConfiguration: .disallow,
@@ -66,7 +67,7 @@ public final class ACMETransport: Sendable {
     public init(http: HTTPClient, accountKey: AccountKey, requestTimeout: Double, logger: Logger, clock: @escaping @Sendable () -> Date = Date.init) {
         self.http = http
         self.signer = JWSSigner(key: accountKey)
-        self.requestTimeout = .milliseconds(Int64(requestTimeout * 1000))
+        self.requestTimeout = TimeAmount(Duration.clampedSeconds(requestTimeout))
         self.logger = logger
         self.clock = clock
     }

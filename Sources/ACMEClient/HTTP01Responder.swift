@@ -1,5 +1,6 @@
 import ACMEProtocol
 import Foundation
+import Listeners
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -34,11 +35,14 @@ public final class HTTP01Responder: Sendable {
     /// Binds `host:port` and starts serving.
     /// - Throws: `ACMEError.solverFailed` naming the address when it cannot bind (port in use, no permission).
     public static func start(host: String, port: Int, tokens: HTTP01TokenTable, logger: Logger) async throws(ACMEError) -> HTTP01Responder {
+        let listenerGuard = ListenerGuard(label: "http-01 responder \(host):\(port)", logger: logger)
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { listenerGuard.install(on: $0) }
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                DescriptorHygiene.markAllCloseOnExec()
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(HTTP01Handler(tokens: tokens))
                 }

@@ -28,16 +28,28 @@ public struct PollSchedule: Sendable, Equatable {
     }
 }
 
-/// Parses `Retry-After` (RFC 9110 §10.2.3): delta-seconds or an HTTP date. Returns seconds from `now`.
+/// Parses `Retry-After` (RFC 9110 §10.2.3): delta-seconds or an HTTP date. Returns seconds from `now`, at most
+/// ``longest``.
 public enum RetryAfter {
+    /// The longest wait a CA can ask for: 30 days. A larger value (or `inf`, `1e19`) is cut to it, so no date or
+    /// integer conversion later overflows and a back-off cannot outlast every certificate.
+    public static let longest: Double = 30 * 86_400
+
+    /// The seconds `header` asks to wait, or `nil` when it is neither delta-seconds (digits only) nor an HTTP date.
+    /// - Parameters:
+    ///   - header: The header's value.
+    ///   - now: The time an HTTP date is measured from.
     public static func seconds(from header: String?, now: Date) -> Double? {
         guard let header = header?.trimmingCharacters(in: .whitespaces), !header.isEmpty else { return nil }
-        if let seconds = Double(header), seconds >= 0 { return seconds }
+        if header.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }) {
+            // delta-seconds = 1*DIGIT; 8 digits already exceed the cap.
+            return header.utf8.count > 8 ? longest : min(Double(header) ?? longest, longest)
+        }
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "GMT")
         formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
         guard let date = formatter.date(from: header) else { return nil }
-        return max(0, date.timeIntervalSince(now))
+        return min(max(0, date.timeIntervalSince(now)), longest)
     }
 }

@@ -1,6 +1,7 @@
 import ACMEProtocol
 import CertStore
 import Foundation
+import LogThrottle
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore

@@ -1,4 +1,5 @@
 import Foundation
+import LogThrottle
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore

@@ -1,3 +1,4 @@
+import Listeners
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -169,6 +170,10 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             .connectTimeout(timeouts.backendConnect)
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                DescriptorHygiene.markAllCloseOnExec()
+                return channel.eventLoop.makeSucceededVoidFuture()
+            }
         let connecting = server.resolved.map { bootstrap.connect(to: $0) } ?? bootstrap.connect(host: backend.host, port: backend.port)
         connecting.assumeIsolated().whenComplete { [self] result in
             let context = loopBound.value

@@ -1,3 +1,4 @@
+import LogThrottle
 import Logging
 import NIOCore
 import NIOSSL
@@ -11,6 +12,8 @@ final class FrontendSettings: Sendable {
     let pool: BackendPool
     /// The client-id table when the frontend sticks MQTT clients to servers.
     let stickyClients: StickyClients?
+    /// The log lines about refused MQTT clients, throttled per reason for the whole frontend.
+    let mqttRefusals = WarningThrottle(interval: .seconds(10), burst: 5)
     let logger: Logger
 
     private init(frontend: ProxyFrontend, certificates: CertificateSet, pool: BackendPool, logger: Logger) {
@@ -94,7 +97,7 @@ final class FrontendSettings: Sendable {
         }
         if frontend.mqtt.needsConnectGate {
             // After TLS, before the backend connection: the CONNECT decides whether (and, sticking, where) to connect.
-            try sync.addHandler(MQTTConnectGate(settings: frontend.mqtt, afterTLSHandshake: frontend.tls != nil, logger: logger))
+            try sync.addHandler(MQTTConnectGate(settings: frontend.mqtt, afterTLSHandshake: frontend.tls != nil, logger: logger, refusals: mqttRefusals))
         }
         try sync.addHandler(
             ClientConnectionHandler(

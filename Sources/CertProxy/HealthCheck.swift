@@ -1,4 +1,5 @@
 import Foundation
+import Listeners
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -25,7 +26,8 @@ enum HealthProbe {
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(timeout)
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                DescriptorHygiene.markAllCloseOnExec()
+                return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     if case .tls = check.kind, let tlsContext {
                         try sync.addHandler(NIOSSLClientHandler(context: tlsContext, serverHostname: nil))

@@ -1,3 +1,4 @@
+import LogThrottle
 import Logging
 import NIOCore
 import NIOTLS
@@ -39,6 +40,7 @@ public final class MQTTConnectGate: ChannelInboundHandler, RemovableChannelHandl
     private let parser: MQTTConnectParser
     private let deadline: TimeAmount
     private let logger: Logger
+    private let refusals: WarningThrottle
     private var state: State
     private var held: ByteBuffer?
     private var timer: Scheduled<Void>?
@@ -50,24 +52,31 @@ public final class MQTTConnectGate: ChannelInboundHandler, RemovableChannelHandl
     ///   - afterTLSHandshake: Start the deadline at the TLS handshake's completion (a TLS frontend) rather than
     ///     when the channel is active (a plain one).
     ///   - logger: Where the one line about a rejected connection goes.
+    ///   - refusals: Throttles those lines per reason, shared by the connections of a frontend: any client can be
+    ///     refused at will, so only the first few per interval are logged in full (``refusalLog`` by default).
     public init(
         deadline: TimeAmount = MQTTSettings.defaultConnectDeadline,
         maxPacketSize: Int = MQTTConnectParser.defaultMaxPacketSize,
         afterTLSHandshake: Bool,
-        logger: Logger
+        logger: Logger,
+        refusals: WarningThrottle = MQTTConnectGate.refusalLog
     ) {
         self.parser = MQTTConnectParser(maxPacketSize: maxPacketSize)
         self.deadline = deadline
         self.logger = logger
+        self.refusals = refusals
         self.state = afterTLSHandshake ? .awaitingHandshake : .gating
     }
 
     /// Creates a gate from a frontend's MQTT settings.
-    public convenience init(settings: MQTTSettings, afterTLSHandshake: Bool, logger: Logger) {
+    public convenience init(settings: MQTTSettings, afterTLSHandshake: Bool, logger: Logger, refusals: WarningThrottle = MQTTConnectGate.refusalLog) {
         self.init(
             deadline: settings.connectDeadline, maxPacketSize: settings.maxPacketSize,
-            afterTLSHandshake: afterTLSHandshake, logger: logger)
+            afterTLSHandshake: afterTLSHandshake, logger: logger, refusals: refusals)
     }
+
+    /// The process-wide default for `refusals`: five lines per reason every ten seconds, then a count.
+    public static let refusalLog = WarningThrottle(interval: .seconds(10), burst: 5)
 
     public func handlerAdded(context: ChannelHandlerContext) {
         if case .gating = state, context.channel.isActive { startDeadline(context: context) }
@@ -94,7 +103,7 @@ public final class MQTTConnectGate: ChannelInboundHandler, RemovableChannelHandl
             state = .gating
             startDeadline(context: context)
         } else if let channelEvent = event as? ChannelEvent, case .inputClosed = channelEvent, isHolding {
-            reject(context: context, reason: "client closed before a complete CONNECT")
+            reject(context: context, kind: "closed early", reason: "client closed before a complete CONNECT")
             return
         }
         context.fireUserInboundEventTriggered(event)
@@ -120,7 +129,7 @@ public final class MQTTConnectGate: ChannelInboundHandler, RemovableChannelHandl
         case .needMoreData:
             break
         case .invalid(let rejection):
-            reject(context: context, reason: "\(rejection)")
+            reject(context: context, kind: "invalid", reason: "\(rejection)")
         case .connect(let packet):
             accept(context: context, packet: packet)
         }
@@ -153,19 +162,24 @@ public final class MQTTConnectGate: ChannelInboundHandler, RemovableChannelHandl
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 
-    private func reject(context: ChannelHandlerContext, reason: String) {
+    /// Closes the client; logs it in full while the throttle lets `kind` through, at debug level otherwise.
+    private func reject(context: ChannelHandlerContext, kind: String, reason: String) {
         guard isHolding else { return }
         state = .done
         cancelDeadline()
         let received = held?.readableBytes ?? 0
         held = nil
-        logger.info(
-            "not an MQTT CONNECT, closing the client",
-            metadata: [
-                "client": "\(context.channel.remoteAddress?.description ?? "?")",
-                "mqtt.reject": "\(reason)",
-                "mqtt.bytes_received": "\(received)",
-            ])
+        var metadata: Logger.Metadata = [
+            "client": "\(context.channel.remoteAddress?.description ?? "?")",
+            "mqtt.reject": "\(reason)",
+            "mqtt.bytes_received": "\(received)",
+        ]
+        if let heldBack = refusals.admit(kind) {
+            if heldBack > 0 { metadata["mqtt.refusals_not_logged"] = "\(heldBack)" }
+            logger.info("not an MQTT CONNECT, closing the client", metadata: metadata)
+        } else {
+            logger.debug("not an MQTT CONNECT, closing the client", metadata: metadata)
+        }
         context.close(promise: nil)
     }
 
@@ -173,7 +187,7 @@ public final class MQTTConnectGate: ChannelInboundHandler, RemovableChannelHandl
         guard timer == nil else { return }
         let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
         timer = context.eventLoop.assumeIsolated().scheduleTask(in: deadline) { [self] in
-            self.reject(context: loopBound.value, reason: "no complete CONNECT within \(self.deadline)")
+            self.reject(context: loopBound.value, kind: "deadline", reason: "no complete CONNECT within \(self.deadline)")
         }
         // Handlers behind may not request reads yet (see channelReadComplete).
         context.read()

@@ -1,3 +1,4 @@
+import Listeners
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -228,13 +229,16 @@ public final class ProxyServer: Sendable {
         let frontendCounters = FrontendCounters()
         let channel: any Channel
         do {
+            let listenerGuard = ListenerGuard(label: "frontend \(frontend.name) \(frontend.host):\(frontend.port)", logger: logger)
             channel = try await ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 256)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelInitializer { listenerGuard.install(on: $0) }
                 .childChannelOption(.allowRemoteHalfClosure, value: true)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.recvAllocator, value: Self.clientReceiveBuffers)
                 .childChannelInitializer { channel in
+                    DescriptorHygiene.markAllCloseOnExec()
                     let settings = current.withLockedValue { $0 }
                     guard frontendCounters.admit(limit: settings.frontend.maxConnections) else {
                         // Over maxconn: accepted and closed at once, never queued.

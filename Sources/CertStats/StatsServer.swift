@@ -1,4 +1,5 @@
 import CoreMetrics
+import Listeners
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -47,12 +48,15 @@ public final class StatsServer: Sendable {
         host: String, port: Int, endpoints: StatsEndpoints,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger
     ) async throws -> StatsServer {
+        let listenerGuard = ListenerGuard(label: "stats \(host):\(port)", logger: logger)
         let listener = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 32)
+            .serverChannelInitializer { listenerGuard.install(on: $0) }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .bind(host: host, port: port) { channel in
-                channel.eventLoop.makeCompletedFuture {
+                DescriptorHygiene.markAllCloseOnExec()
+                return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(IdleStateHandler(allTimeout: Self.idleTimeout))
                     try sync.addHandler(IdleCloser())

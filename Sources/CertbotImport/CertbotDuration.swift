@@ -1,3 +1,5 @@
+import CertkeeperConfig
+
 /// certbot's `renew_before_expiry` text (`"30 days"`, `"2 weeks"`, `"1 week 3 days"`) in seconds, and back into
 /// certkeeper's duration syntax (`30d`, `1d12h`).
 public enum CertbotDuration {
@@ -30,7 +32,8 @@ public enum CertbotDuration {
             guard let amount = Int(tokens[index]), amount >= 0, let unit = unitSeconds(tokens[index + 1]) else { return nil }
             total += Double(amount) * unit
         }
-        return total > 0 ? total : nil
+        // Past the longest duration a configuration accepts, it is not one certkeeper can write back either.
+        return total > 0 && total <= ConfigLoader.longestDuration ? total : nil
     }
 
     /// Seconds as certkeeper writes durations: days, hours, minutes, seconds, largest first (`1d12h`).

@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Durations
 import Foundation
 import Yams
 
@@ -15,6 +16,11 @@ public enum ConfigLoader {
 
     /// The environment variable naming the configuration file.
     public static let environmentVariable = "CERTKEEPER_CONFIG"
+
+    /// The longest duration any key accepts, in seconds (10 years): keeps every later conversion of a configured
+    /// duration to integer milliseconds or nanoseconds far from overflow. Durations read from elsewhere (certbot's
+    /// renewal files) are held to it too.
+    public static let longestDuration = Double(Duration.longestConverted.components.seconds)
 
     /// Largest file accepted; a configuration is a few kilobytes, anything this big is a mistake.
     public static let maximumFileSize = 4 << 20

@@ -209,12 +209,32 @@ final class ConfigReader {
             report(path, "expected an integer, got \(Self.describe(node))", node: node)
             return nil
         }
-        guard let value = Int.construct(from: scalar), range.contains(value) else {
+        guard let value = Self.integerValue(scalar), range.contains(value) else {
             report(path, "must be between \(range.lowerBound) and \(range.upperBound), got \(scalar.string)",
                    node: node)
             return nil
         }
         return value
+    }
+
+    /// The value of a YAML int scalar, `nil` when it does not fit an `Int`. YAML 1.1 sexagesimal ints (`1:30` is 90)
+    /// are folded here with overflow checks: Yams folds them with trapping arithmetic, so `1:0:0:0:0:0:0:0:0:0:0`
+    /// in a configuration would crash `check-config` and a SIGHUP reload.
+    static func integerValue(_ scalar: Node.Scalar) -> Int? {
+        let text = scalar.string
+        guard text.contains(":") else { return Int.construct(from: scalar) }
+        var body = Substring(text.replacingOccurrences(of: "_", with: ""))
+        let negative = body.first == "-"
+        if body.first == "-" || body.first == "+" { body = body.dropFirst() }
+        var value = 0
+        for part in body.split(separator: ":", omittingEmptySubsequences: false) {
+            guard !part.isEmpty, part.utf8.count <= 19, part.utf8.allSatisfy({ (48...57).contains($0) }), let digits = Int(part) else { return nil }
+            let (shifted, overflowed) = value.multipliedReportingOverflow(by: 60)
+            let (sum, carried) = shifted.addingReportingOverflow(digits)
+            guard !overflowed, !carried else { return nil }
+            value = sum
+        }
+        return negative ? -value : value
     }
 
     /// A duration in seconds: a non-negative number, or a string such as `90s`, `10m`, `2h`, `30d`, `1h30m`.
@@ -229,7 +249,7 @@ final class ConfigReader {
         let seconds: Double
         switch node.tagName {
         case .int:
-            guard let value = Int.construct(from: scalar) else {
+            guard let value = Self.integerValue(scalar) else {
                 report(path, "\(scalar.string) is out of range", node: node)
                 return nil
             }

@@ -182,7 +182,7 @@ enum Syntax {
     // MARK: Durations
 
     /// Longest duration accepted anywhere; keeps later conversions to integer nanoseconds far from overflow.
-    static let maximumDuration: Double = 3650 * 86400
+    static let maximumDuration: Double = ConfigLoader.longestDuration
 
     /// Units in the order they must appear: `1d2h3m4s`.
     private static let durationUnits: [(unit: Character, seconds: Double)] = [

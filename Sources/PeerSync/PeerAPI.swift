@@ -1,4 +1,5 @@
 import CertStore
+import Durations
 import Foundation
 import Logging
 
@@ -90,7 +91,7 @@ public struct PeerAPI: Sendable {
         guard text.utf8.count <= 32, let seconds = Double(text), seconds.isFinite, (0...longestRequestableWait).contains(seconds) else {
             return nil
         }
-        return .milliseconds(Int64((seconds * 1000).rounded(.up)))
+        return .clampedSeconds(seconds)
     }
 
     static func json<T: Encodable>(_ value: T) throws -> Response {

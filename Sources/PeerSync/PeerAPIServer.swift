@@ -1,3 +1,4 @@
+import Listeners
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -48,12 +49,15 @@ public final class PeerAPIServer: Sendable {
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger
     ) async throws -> PeerAPIServer {
         let context = try NIOSSLContext(configuration: tls)
+        let listenerGuard = ListenerGuard(label: "peer API \(host):\(port)", logger: logger)
         let listener = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 64)
+            .serverChannelInitializer { listenerGuard.install(on: $0) }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .bind(host: host, port: port) { channel in
-                channel.eventLoop.makeCompletedFuture {
+                DescriptorHygiene.markAllCloseOnExec()
+                return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(IdleStateHandler(allTimeout: .seconds(Self.idleSeconds)))
                     try sync.addHandler(NIOSSLServerHandler(context: context))

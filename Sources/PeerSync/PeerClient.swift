@@ -109,8 +109,6 @@ public struct PeerClient: Sendable {
 }
 
 extension Duration {
-    /// The same span as NIO's `TimeAmount`.
-    var timeAmount: TimeAmount {
-        .nanoseconds(components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000)
-    }
+    /// The same span as NIO's `TimeAmount` (NIO's conversion, which saturates instead of overflowing).
+    var timeAmount: TimeAmount { TimeAmount(self) }
 }

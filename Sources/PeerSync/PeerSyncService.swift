@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import CertStore
 import CertkeeperConfig
+import Durations
 import Foundation
 import Logging
 import NIOCore
@@ -99,7 +100,7 @@ public final class PeerSyncService: Service, Sendable {
         log[metadataKey: "node"] = "\(setup.nodeName)"
         let logger = log
         let local = LocalNode(name: setup.nodeName, role: setup.cluster.role.rawValue, store: setup.store, acmeDirectoryURL: setup.configuration.acme.directoryURL)
-        let longPoll = Duration.milliseconds(Int64(min(setup.cluster.longPollTimeout, setup.cluster.antiEntropyInterval) * 1000))
+        let longPoll = Duration.clampedSeconds(min(setup.cluster.longPollTimeout, setup.cluster.antiEntropyInterval))
         let api = PeerAPI(local: local, index: index, maximumWait: .seconds(600))
         let watcher = StoreWatcher(directories: ["\(setup.store.root)/live", "\(setup.store.root)/accounts"], debounce: .milliseconds(10), logger: logger)
         let changes = try watcher.changes()
@@ -136,7 +137,7 @@ public final class PeerSyncService: Service, Sendable {
                 }
                 if setup.cluster.role == .standby {
                     let renewer = Renewer(configuration: setup.configuration, store: setup.store, nodeName: setup.nodeName, environment: setup.environment, logger: logger, clock: setup.clock)
-                    let check = Duration.milliseconds(Int64(max(1, min(30, setup.cluster.takeoverAfter / 4)) * 1000))
+                    let check = Duration.clampedSeconds(max(1, min(30, setup.cluster.takeoverAfter / 4)))
                     let takeover = StandbyTakeover(
                         renewer: renewer, directory: directory, takeoverAfter: setup.cluster.takeoverAfter,
                         margin: setup.cluster.takeoverMargin, checkInterval: check, logger: logger, clock: setup.clock)

@@ -1,5 +1,6 @@
 import CertStore
 import CertkeeperConfig
+import Durations
 import Foundation
 import Logging
 import Renewal
@@ -83,7 +84,7 @@ public actor SyncInstaller {
 
         let lock: StoreLock
         do {
-            lock = try await store.acquireLock(timeout: .seconds(Int64(configuration.renew.lockTimeout)))
+            lock = try await store.acquireLock(timeout: .clampedSeconds(configuration.renew.lockTimeout))
         } catch {
             return fail("\(error)", log)
         }

@@ -1,6 +1,7 @@
 import ACMEClient
 import ACMEProtocol
 import CertHooks
+import Durations
 import Foundation
 import Logging
 
@@ -40,7 +41,7 @@ public struct DNS01HookSolver: ChallengeSolver {
             throw HookFailed(description: "dns-01 hook \(hook) present \(result.outcome)" + (tail.isEmpty ? "" : ": \(tail)"))
         }
         if propagationDelay > 0 {
-            try await Task.sleep(for: .milliseconds(Int64(propagationDelay * 1000)))
+            try await Task.sleep(for: .clampedSeconds(propagationDelay))
         }
     }
 

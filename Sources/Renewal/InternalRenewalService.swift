@@ -1,6 +1,7 @@
 import ACMEProtocol
 import CertStore
 import CertkeeperConfig
+import Durations
 import Foundation
 import Logging
 import RenewalPolicy
@@ -72,7 +73,7 @@ public struct InternalRenewalService: Service {
     ///   - sleep: Waits the given number of seconds, throwing when cancelled; tests pass one that advances a fake clock.
     public init(
         renewer: Renewer, specs: [CertificateSpec], schedule: InternalRenewalSchedule = InternalRenewalSchedule(), logger: Logger,
-        sleep: @escaping @Sendable (TimeInterval) async throws -> Void = { try await Task.sleep(for: .milliseconds(Int64($0 * 1000))) }
+        sleep: @escaping @Sendable (TimeInterval) async throws -> Void = { try await Task.sleep(for: .clampedSeconds($0)) }
     ) {
         self.renewer = renewer
         self.specs = specs

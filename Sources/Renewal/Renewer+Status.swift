@@ -1,6 +1,7 @@
 import ACMEProtocol
 import CertStore
 import CertkeeperConfig
+import Durations
 import Foundation
 import RenewalPolicy
 
@@ -74,7 +75,7 @@ extension Renewer {
         }
         let lock: StoreLock
         do {
-            lock = try await store.acquireLock(timeout: .milliseconds(Int64(configuration.renew.lockTimeout * 1000)))
+            lock = try await store.acquireLock(timeout: .clampedSeconds(configuration.renew.lockTimeout))
         } catch {
             throw RenewalSetupError("another certkeeper run holds the lock: \(error)")
         }

@@ -4,6 +4,7 @@ import AsyncHTTPClient
 import CertHooks
 import CertStore
 import CertkeeperConfig
+import Durations
 import Foundation
 import Crypto
 import Logging
@@ -125,7 +126,7 @@ public final class Renewer: Sendable {
 
         let lock: StoreLock
         do {
-            lock = try await store.acquireLock(timeout: .milliseconds(Int64(configuration.renew.lockTimeout * 1000)))
+            lock = try await store.acquireLock(timeout: .clampedSeconds(configuration.renew.lockTimeout))
         } catch {
             throw RenewalSetupError("another certkeeper run holds the lock: \(error)")
         }

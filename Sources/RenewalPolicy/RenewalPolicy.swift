@@ -159,6 +159,9 @@ public struct BackoffState: Sendable, Equatable, Codable {
 public struct Backoff: Sendable, Equatable {
     public var delays: [TimeInterval]
 
+    /// The longest CA-requested wait honoured: 30 days.
+    public static let longestRetryAfter: TimeInterval = 30 * 86_400
+
     public init(delays: [TimeInterval] = [60, 600, 6_000, 86_400]) {
         precondition(!delays.isEmpty, "back-off needs at least one delay")
         self.delays = delays
@@ -171,9 +174,11 @@ public struct Backoff: Sendable, Equatable {
     ///   - permanent: the CA said no in a way that waiting alone will not fix (`caa`, `unauthorized`, ...):
     ///     skip the short steps, so automatic retries do not spend the CA's failed-validation limit.
     public func recordFailure(previous: BackoffState?, now: Date, retryAfter: TimeInterval?, error: String, permanent: Bool = false) -> BackoffState {
-        let failures = (previous?.failures ?? 0) + 1
+        let failures = min(previous?.failures ?? 0, 1_000_000) + 1
         let step = permanent ? max(failures, delays.count - 1) : failures
-        let delay = max(delays[min(step, delays.count) - 1], retryAfter ?? 0)
+        // A CA's Retry-After counts up to 30 days (ACMEProtocol cuts it there too): a huge one must not park the
+        // certificate past its expiry.
+        let delay = max(delays[min(step, delays.count) - 1], min(retryAfter.map { $0.isNaN ? 0 : $0 } ?? 0, Self.longestRetryAfter))
         return BackoffState(failures: failures, lastFailure: now, nextAttempt: now.addingTimeInterval(delay), lastError: error)
     }
 }

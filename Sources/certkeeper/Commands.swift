@@ -1,6 +1,7 @@
 import ACMEProtocol
 import ArgumentParser
 import CertkeeperConfig
+import Durations
 import Foundation
 import Logging
 import Renewal
@@ -220,6 +221,6 @@ struct RandomSleep: Sendable {
     @Sendable func run() async {
         let seconds = Double.random(in: 0...maximum)
         logger.info("sleeping before renewing to spread load on the CA", metadata: ["renew.sleep_seconds": "\(Int(seconds))"])
-        try? await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
+        try? await Task.sleep(for: .clampedSeconds(seconds))
     }
 }

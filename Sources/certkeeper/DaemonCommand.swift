@@ -3,6 +3,7 @@ import CertProxy
 import CertStore
 import CertkeeperConfig
 import ClusterTrust
+import Durations
 import Foundation
 import Logging
 import NIOCore
@@ -119,7 +120,7 @@ enum DaemonProxy {
         }
         return ProxyService(
             frontends: frontends(configuration, logger: logger), certificates: certificates, reloader: reloader,
-            threads: settings.threads ?? System.coreCount, grace: .milliseconds(Int64(settings.grace * 1000)), logger: logger)
+            threads: settings.threads ?? System.coreCount, grace: .clampedSeconds(settings.grace), logger: logger)
     }
 
     /// The proxy's frontends for `settings`.
@@ -149,7 +150,7 @@ enum DaemonProxy {
         MQTTSettings(
             requireConnect: settings.requireConnect, connectDeadline: amount(settings.connectTimeout),
             maxPacketSize: settings.maxConnectSize, stickByClientID: settings.stickByClientID,
-            stickExpiry: .milliseconds(Int64(settings.stickExpire * 1000)), stickTableSize: settings.stickTableSize)
+            stickExpiry: .clampedSeconds(settings.stickExpire), stickTableSize: settings.stickTableSize)
     }
 
     /// One `backends[]` entry as a proxy server; its check is its own, the frontend's, or none.
@@ -178,7 +179,7 @@ enum DaemonProxy {
             rise: check.rise)
     }
 
-    static func amount(_ seconds: Double) -> TimeAmount { .milliseconds(Int64(seconds * 1000)) }
+    static func amount(_ seconds: Double) -> TimeAmount { TimeAmount(Duration.clampedSeconds(seconds)) }
 }
 
 /// Re-reads the configuration on SIGHUP and applies what can change while running: the proxy's frontends

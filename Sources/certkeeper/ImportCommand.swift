@@ -3,6 +3,7 @@ import ArgumentParser
 import CertStore
 import CertbotImport
 import CertkeeperConfig
+import Durations
 import Foundation
 
 /// `certkeeper import …`: take over what another ACME client manages.
@@ -86,7 +87,7 @@ struct ImportCertbot: AsyncParsableCommand {
         var lock: StoreLock?
         if !dryRun {
             do {
-                lock = try await store.acquireLock(timeout: .milliseconds(Int64(configuration.renew.lockTimeout * 1000)))
+                lock = try await store.acquireLock(timeout: .clampedSeconds(configuration.renew.lockTimeout))
             } catch {
                 throw CommandFailure.failure("another certkeeper run holds the store lock: \(error)")
             }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CertProxy
+import Durations
 import CertkeeperConfig
 import Foundation
 import Logging
@@ -89,7 +90,7 @@ struct Proxy: AsyncParsableCommand {
 
     /// The time limits from the timeout flags.
     var timeouts: ProxyTimeouts {
-        func amount(_ seconds: Double) -> TimeAmount { .nanoseconds(Int64((seconds * 1e9).rounded())) }
+        func amount(_ seconds: Double) -> TimeAmount { TimeAmount(Duration.clampedSeconds(seconds)) }
         return ProxyTimeouts(handshake: amount(handshakeTimeout), backendConnect: amount(connectTimeout), idle: amount(idleTimeout))
     }
 

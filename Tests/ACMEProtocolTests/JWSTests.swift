@@ -149,6 +149,14 @@ struct WireFormatTests {
         #expect(RetryAfter.seconds(from: "120", now: now) == 120)
         #expect(RetryAfter.seconds(from: "Tue, 14 Nov 2023 22:14:20 GMT", now: now) == 60)
         #expect(RetryAfter.seconds(from: "soon", now: now) == nil)
+        // RFC 9110: digits only; anything a CA sends is cut to 30 days, so no later conversion can trap.
+        for huge in ["2592001", "99999999999999999999", String(repeating: "9", count: 400)] {
+            #expect(RetryAfter.seconds(from: huge, now: now) == RetryAfter.longest, "\(huge.prefix(20))")
+        }
+        for refused in ["inf", "1e19", "nan", "-5", "1.5", "0x10"] {
+            #expect(RetryAfter.seconds(from: refused, now: now) == nil, "\(refused)")
+        }
+        #expect(RetryAfter.seconds(from: "Fri, 31 Dec 9999 23:59:59 GMT", now: now) == RetryAfter.longest)
         #expect(RFC3339.parse("2023-11-14T22:13:20Z") == now)
         #expect(RFC3339.parse("2023-11-14T22:13:20.123456789Z")!.timeIntervalSince(now) < 0.2)
     }

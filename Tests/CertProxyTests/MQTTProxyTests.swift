@@ -5,6 +5,10 @@ import NIOConcurrencyHelpers
 import NIOCore
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 extension MosquittoBroker: Stoppable {}
 
 @Suite("MQTT through the proxy (mosquitto)")
@@ -99,6 +103,32 @@ struct MQTTProxyTests {
             #expect(lines.contains { $0.contains("no complete CONNECT within") }, "\(lines)")
             #expect(lines.contains { $0.contains("first byte 0x16") }, "\(lines)")
         }
+    }
+
+    @Test("10,000 refused clients log a handful of lines: the first few per reason and interval, the rest at debug level")
+    func refusalsAreThrottled() async throws {
+        let harness = try MQTTHarness("mqtt-flood")
+        defer { harness.fixture.remove() }
+        let port = try PortAllocator.shared.allocate()
+        var frontend = ProxyFrontend(
+            name: "mqtt", host: "127.0.0.1", port: port, tls: nil,
+            pool: ProxyBackendPool(servers: [ProxyBackendServer(name: "nobody", address: ProxyBackend(host: "127.0.0.1", port: 9))]))
+        frontend.mqtt = MQTTSettings(requireConnect: true)
+        let proxy = try await ProxyServer.start(frontends: [frontend], certificates: harness.certificates, threads: 1, logger: harness.logs.logger)
+        let started = ContinuousClock.now
+        let refused = await withCheckedContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(returning: FloodClient.sendHTTP(port: port, connections: 10_000)) }
+        }
+        let elapsed = ContinuousClock.now - started
+        await proxy.shutdown(grace: .seconds(1))
+        #expect(refused == 10_000, "connections refused by the gate: \(refused)")
+        let lines = harness.logs.all
+        let full = lines.filter { $0.hasPrefix("info not an MQTT CONNECT") }
+        let quiet = lines.filter { $0.hasPrefix("debug not an MQTT CONNECT") }
+        // Five per reason (one reason here) for each 10 s window the flood touched.
+        let windows = Int(elapsed / .seconds(10)) + 1
+        #expect(!full.isEmpty && full.count <= 5 * windows, "\(full.count) info lines in \(elapsed): \(full.prefix(3))")
+        #expect(full.count + quiet.count == 10_000, "every refusal is still logged at debug level: \(full.count) + \(quiet.count)")
     }
 
     @Test("with stick: mqtt_client_id each client id reconnects to the same broker")
@@ -201,5 +231,33 @@ struct MQTTHarness {
         fixture = try StoreFixture(name, logger: logs.logger)
         try fixture.install("mqtt", names: ["localhost"])
         CertificateReloader(storeRoot: fixture.root, certificates: certificates, logger: logs.logger).loadAll()
+    }
+}
+
+/// Many short-lived clients from one thread: each connects, sends an HTTP request line and waits to be closed.
+enum FloodClient {
+    /// - Returns: How many were closed by the server (a read returned end-of-file) after their request.
+    static func sendHTTP(port: Int, connections: Int) -> Int {
+        var closedByServer = 0
+        let request = Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+        for _ in 0..<connections {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { continue }
+            defer { close(fd) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard connected == 0, request.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == request.count else { continue }
+            var timeout = timeval(tv_sec: 10, tv_usec: 0)
+            _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            var buffer = [UInt8](repeating: 0, count: 256)
+            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count == 0 || (count < 0 && errno == ECONNRESET) { closedByServer += 1 }
+        }
+        return closedByServer
     }
 }

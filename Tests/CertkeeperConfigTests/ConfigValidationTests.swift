@@ -4,6 +4,14 @@ import Testing
 
 @Suite("Validation issues name the exact key path")
 struct ConfigValidationTests {
+    @Test("YAML 1.1 sexagesimal integers: 1:30 is 90 s; one too large for an Int is an issue at its key, not a crash")
+    func sexagesimalIntegers() throws {
+        #expect(try parsed(minimalYAML + "renew:\n  lock_timeout: 1:30\n").renew.lockTimeout == 90)
+        let paths = issuePaths(in: minimalYAML + "renew:\n  concurrency: 1:0:0:0:0:0:0:0:0:0:0:0\n  lock_timeout: 3000000000000000000:0\n")
+        #expect(paths.contains("renew.concurrency"), "\(paths)")
+        #expect(paths.contains("renew.lock_timeout"), "\(paths)")
+    }
+
     // MARK: Keys
 
     @Test("an unknown key near a known one gets a suggestion")

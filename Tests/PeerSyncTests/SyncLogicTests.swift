@@ -1,7 +1,32 @@
+import Durations
 import Foundation
 import Testing
 
 @testable import PeerSync
+
+@Suite("Seconds from outside as durations")
+struct ClampedSecondsTests {
+    @Test("NaN and negatives are zero, huge values the maximum, small positive values at least a millisecond")
+    func clamps() {
+        #expect(Duration.clampedSeconds(.nan) == .zero)
+        #expect(Duration.clampedSeconds(-5) == .zero)
+        #expect(Duration.clampedSeconds(0) == .zero)
+        #expect(Duration.clampedSeconds(0.0001) == .milliseconds(1), "a tiny timeout must not become zero")
+        #expect(Duration.clampedSeconds(1.5) == .milliseconds(1500))
+        #expect(Duration.clampedSeconds(1e19) == Duration.longestConverted)
+        #expect(Duration.clampedSeconds(.infinity) == Duration.longestConverted)
+        #expect(Duration.clampedSeconds(90, maximum: .seconds(60)) == .seconds(60))
+    }
+
+    @Test("the peer API's wait= is a number of seconds from 0 to a day")
+    func requestedWait() {
+        #expect(PeerAPI.requestedWait("1.5") == .milliseconds(1500))
+        #expect(PeerAPI.requestedWait("86400") == .seconds(86_400))
+        for refused in ["86400.5", "1e19", "inf", "nan", "-1", "", "abc", String(repeating: "1", count: 40)] {
+            #expect(PeerAPI.requestedWait(refused) == nil, "\(refused.prefix(20))")
+        }
+    }
+}
 
 @Suite("Sync index, freshness and reachability")
 struct SyncLogicTests {

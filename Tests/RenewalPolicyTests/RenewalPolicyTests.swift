@@ -120,6 +120,18 @@ struct BackoffTests {
         #expect(state?.failures == 5)
     }
 
+    @Test("a CA's Retry-After counts up to 30 days; infinity or NaN cannot park a certificate past its expiry")
+    func retryAfterIsCapped() {
+        let backoff = Backoff()
+        for retryAfter in [31 * 86_400.0, 1e19, .infinity] {
+            let next = backoff.recordFailure(previous: nil, now: epoch, retryAfter: retryAfter, error: "rateLimited")
+            #expect(next.nextAttempt == epoch.addingTimeInterval(Backoff.longestRetryAfter), "\(retryAfter)")
+        }
+        #expect(backoff.recordFailure(previous: nil, now: epoch, retryAfter: .nan, error: "x").nextAttempt == epoch.addingTimeInterval(60))
+        let counted = BackoffState(failures: .max, lastFailure: epoch, nextAttempt: epoch, lastError: "x")
+        #expect(backoff.recordFailure(previous: counted, now: epoch, retryAfter: nil, error: "x").failures == 1_000_001, "a failure count from a state file cannot overflow")
+    }
+
     @Test("permanent failures skip the short steps")
     func permanent() {
         let backoff = Backoff()
