@@ -36,7 +36,7 @@ let package = Package(
         .target(
             name: "ACMEClient",
             dependencies: [
-                "ACMEProtocol", "Listeners", "Durations",
+                "ACMEProtocol", "CertStore", "Listeners", "Durations",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,5 +1,6 @@
 import ACMEProtocol
 import AsyncHTTPClient
+import CertStore
 import Durations
 import Foundation
 import Logging
@@ -29,7 +30,11 @@ public enum ACMEHTTPClientFactory {
         tls.minimumTLSVersion = .tlsv12
         if let extraTrustRootsFile {
             do {
-                let roots = try NIOSSLCertificate.fromPEMFile(extraTrustRootsFile)
+                // Bounded like every file certkeeper reads (a system bundle is about 200 KiB).
+                guard let bytes = try SmallFile.read(extraTrustRootsFile) else {
+                    throw ACMEError(.transport("cannot load CA bundle \(extraTrustRootsFile): no such file"))
+                }
+                let roots = try NIOSSLCertificate.fromPEMBytes(bytes)
                 guard !roots.isEmpty else { throw ACMEError(.protocolViolation("no certificate in CA bundle \(extraTrustRootsFile)")) }
                 tls.additionalTrustRoots = [.certificates(roots)]
             } catch let error as ACMEError {
