@@ -241,17 +241,9 @@ enum FloodClient {
         var closedByServer = 0
         let request = Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
         for _ in 0..<connections {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            guard fd >= 0 else { continue }
+            guard let fd = BlockingTCPClient.connect(port: port) else { continue }
             defer { close(fd) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            guard connected == 0, request.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == request.count else { continue }
+            guard request.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == request.count else { continue }
             var timeout = timeval(tv_sec: 10, tv_usec: 0)
             _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
             var buffer = [UInt8](repeating: 0, count: 256)

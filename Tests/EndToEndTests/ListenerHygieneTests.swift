@@ -55,7 +55,7 @@ struct ListenerHygieneTests {
             // Connections the daemon accepts and keeps open (none of them starts a TLS handshake or a request).
             var clients: [Int32] = []
             defer { for fd in clients { close(fd) } }
-            for port in ports { clients.append(try #require(RawTCPClient.connect(port: port), "connect to \(port)")) }
+            for port in ports { clients.append(try #require(BlockingTCPClient.connect(port: port), "connect to \(port)")) }
             let pid = daemon.processIdentifier
             let accepted = try await eventually(seconds: 10) { try DescriptorTable(pid: pid).established(ports: ports).count >= ports.count }
             let open = try ports.map { port in "\(port): \(try DescriptorTable(pid: pid).established(ports: [port]).count)" }
@@ -89,7 +89,7 @@ struct ListenerHygieneTests {
         var clients: [Int32] = []
         defer { for fd in clients { close(fd) } }
         // More than the limit: the kernel completes every handshake into the backlog, the proxy can accept only some.
-        for _ in 0..<150 { if let fd = RawTCPClient.connect(port: port) { clients.append(fd) } }
+        for _ in 0..<150 { if let fd = BlockingTCPClient.connect(port: port) { clients.append(fd) } }
         #expect(clients.count >= 100)
         let pid = proxy.processIdentifier
         let warned = try await eventually(seconds: 10) { (try? String(contentsOfFile: proxy.logPath, encoding: .utf8))?.contains("a resource limit is reached") == true }
@@ -110,27 +110,6 @@ struct ListenerHygieneTests {
         clients = []
         let again = try await eventually(seconds: 15) { TCPProbe.canConnect(host: "127.0.0.1", port: port) }
         #expect(again)
-    }
-}
-
-/// Blocking TCP connects from the test process, kept open by the caller.
-enum RawTCPClient {
-    /// A connected socket to 127.0.0.1:`port`, or `nil`.
-    static func connect(port: Int) -> Int32? {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else {
-            close(fd)
-            return nil
-        }
-        return fd
     }
 }
 

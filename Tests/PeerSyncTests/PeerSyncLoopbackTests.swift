@@ -379,17 +379,8 @@ struct PeerSyncLoopbackTests {
         let renewer = try cluster.node("n1")
         let api = try await RunningPeerAPI.start(renewer)
         defer { api.task.cancel() }
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        #expect(fd >= 0)
+        let fd = try #require(BlockingTCPClient.connect(port: api.server.port))
         defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(api.server.port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        #expect(connected == 0)
         // Send nothing; the server must close within its 10 s handshake deadline (wait at most 40 s).
         var timeout = timeval(tv_sec: 40, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
