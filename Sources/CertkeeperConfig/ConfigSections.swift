@@ -39,6 +39,17 @@ extension ConfigReader {
                 + "uses issuer: acme (the default); add an acme: section with a directory, or set issuer: internal",
                    mark: top["acme"]?.mark ?? top.mark)
         }
+        // An internal leaf's lifetime is known here: renew_before at or above it would be due again at issuance
+        // and re-issued on every check.
+        if let certificatesNode = top["certificates"], case .sequence(let items) = certificatesNode {
+            for (index, spec) in certificates.enumerated() where index < items.count && spec.issuer == .internalCA {
+                guard let renewBefore = spec.renewBefore, renewBefore >= internalCA.leafLifetime,
+                      case .mapping(let map) = items[index], let node = map["renew_before"] else { continue }
+                report(.root.key("certificates").index(index).key("renew_before"),
+                       "must be shorter than internal_ca.leaf_lifetime (\(Self.seconds(internalCA.leafLifetime))): a leaf would be due again the moment it is issued",
+                       node: node)
+            }
+        }
         let hooks = hookSettings(top["hooks"], at: .root.key("hooks"), parentMark: top.mark)
         let cluster = clusterSettings(top["cluster"], at: .root.key("cluster"), nodeName: nodeName)
         let proxy = proxySettings(top["proxy"], at: .root.key("proxy"))

@@ -8,6 +8,9 @@ public enum CertificateOutcome: Sendable {
     case renewed(CertificateMeta, reason: RenewalReason)
     /// Installed, but at least one deploy hook failed (the new certificate stays: it is good).
     case renewedWithHookFailures(CertificateMeta, reason: RenewalReason, failedHooks: [String])
+    /// Installed (and deployed), but due again the moment it was issued: `renew_before` is not shorter than the
+    /// lifetime the CA gives. A configuration error: backed off like a failure, so it is not ordered again at once.
+    case renewedButDueAgain(CertificateMeta, error: String, nextAttempt: Date)
     /// Not due, but the deploy hooks that failed for the installed certificate were run again.
     case redeployed(CertificateMeta, failedHooks: [String])
     /// Not due yet.
@@ -22,7 +25,7 @@ public enum CertificateOutcome: Sendable {
         switch self {
         case .renewed, .notDue: false
         case .redeployed(_, let failedHooks): !failedHooks.isEmpty
-        case .renewedWithHookFailures, .backingOff, .failed: true
+        case .renewedWithHookFailures, .renewedButDueAgain, .backingOff, .failed: true
         }
     }
 }

@@ -212,6 +212,7 @@ public final class Renewer: Sendable {
                 $0.ari = spec.issuer != .acme ? nil : verified.ariCertID.map { ARIRecord(certID: $0, window: nil, nextPoll: now.addingTimeInterval(RenewalSession.ariPollInterval)) }
             }, logger: log)
             let failed = await deploy(spec, meta: installed, record: &record, session: session, logger: log)
+            if let dueAgain = dueAtIssuance(spec, installed: installed, record: &record, logger: log) { return dueAgain }
             return failed.isEmpty ? .renewed(installed, reason: reason) : .renewedWithHookFailures(installed, reason: reason, failedHooks: failed)
         } catch {
             let acmeError = error as? ACMEError
@@ -239,6 +240,31 @@ public final class Renewer: Sendable {
         record.failedHooks = failed.isEmpty ? nil : failed
         store.saveRenewalRecord(record, name: spec.name, logger: logger)
         return failed
+    }
+
+    /// A certificate that is due the moment it is issued would be ordered again on every check (a standby's every
+    /// few seconds) until the CA's duplicate limit stops it: `renew_before` at or above the lifetime the CA gives.
+    /// That is a configuration error, recorded as a failure with a permanent back-off, so `status` shows it and
+    /// nothing orders the certificate again before the back-off ends.
+    /// - Returns: The outcome to report, or `nil` when the new certificate is not due.
+    func dueAtIssuance(_ spec: CertificateSpec, installed: CertificateMeta, record: inout RenewalRecord, logger: Logger) -> CertificateOutcome? {
+        let now = clock()
+        guard case .due(let why) = decision(spec: spec, meta: installed, record: record, now: now) else { return nil }
+        let lifetime = installed.notAfter.timeIntervalSince(installed.notBefore)
+        let setting = spec.renewBefore.map { "renew_before \(Self.days($0))" } ?? "the renewal rule"
+        let message = "the new certificate is due again at once (\(why.rawValue)): \(setting) is not shorter than its lifetime of \(Self.days(lifetime)); lower renew_before for certificates '\(spec.name)'"
+        record.backoff = backoff.recordFailure(previous: nil, now: now, retryAfter: nil, error: message, permanent: true)
+        store.saveRenewalRecord(record, name: spec.name, logger: logger)
+        logger.error("certificate due again at issuance; not ordering it again", metadata: [
+            "cert.serial": "\(installed.serial)", "renew.reason": "\(why.rawValue)",
+            "cert.lifetime_s": "\(Int(lifetime))", "renew.next_attempt": "\(RFC3339.format(record.backoff!.nextAttempt))",
+        ])
+        return .renewedButDueAgain(installed, error: message, nextAttempt: record.backoff!.nextAttempt)
+    }
+
+    /// A span as days with one decimal (`6.7 days`).
+    static func days(_ seconds: TimeInterval) -> String {
+        String(format: "%.1f days", seconds / 86_400)
     }
 
     static func oneLine(_ error: any Error) -> String {

@@ -10,6 +10,8 @@ enum SummaryLine {
             "\(name): renewed (\(reason.rawValue)), serial \(meta.serial), expires \(RFC3339.format(meta.notAfter))"
         case .renewedWithHookFailures(let meta, let reason, let hooks):
             "\(name): renewed (\(reason.rawValue)), serial \(meta.serial), but deploy hook(s) failed: \(hooks.joined(separator: ", "))"
+        case .renewedButDueAgain(let meta, let error, let next):
+            "\(name): renewed, serial \(meta.serial), but ERROR: \(error) (not ordered again before \(RFC3339.format(next)))"
         case .redeployed(let meta, let failed):
             failed.isEmpty
                 ? "\(name): deploy hooks for serial \(meta.serial) succeeded on retry"

@@ -30,6 +30,21 @@ struct InternalIssuerConfigTests {
         #expect(configuration.internalCertificates.map(\.name) == ["local"])
     }
 
+    @Test("renew_before at or above internal_ca.leaf_lifetime is refused: the leaf would be due again at issuance")
+    func renewBeforeShorterThanLeafLifetime() throws {
+        let tooLong = """
+            state_dir: /var/lib/certkeeper
+            internal_ca: {leaf_lifetime: 2d}
+            certificates:
+              - {name: fine, issuer: internal, domains: [a.internal], renew_before: 1d}
+              - {name: loops, issuer: internal, domains: [b.internal], renew_before: 2d}
+
+            """
+        let found = issues(in: tooLong)
+        #expect(found.map(\.keyPath) == ["certificates[1].renew_before"], "\(found)")
+        #expect(found.first?.message.contains("internal_ca.leaf_lifetime (172800s)") == true, "\(found)")
+    }
+
     @Test("the issuer defaults to acme, and an ACME certificate still needs the acme section")
     func acmeRequiredForACMECertificates() throws {
         let withACME = try parsed(withCertificate("name: web\ndomains: [example.com]"))

@@ -5,6 +5,40 @@ import Testing
 /// End to end against Debian's real Pebble with 20 % nonce rejection and authorization reuse on.
 @Suite("Renewal against Pebble", .serialized)
 struct PebbleRenewalTests {
+    @Test("renew_before at or above the lifetime Pebble gives: one order and one clear error, then a back-off, not a loop")
+    func dueAgainAtIssuanceIsNotReordered() async throws {
+        try await withPebble(.init(nonceRejectPercent: 0, authzReusePercent: 0, alwaysValid: true, certificateValidityPeriod: 86_400)) { pebble in
+            let install = try Installation(
+                name: "dueagain", directoryURL: pebble.directoryURL, caBundle: pebble.caBundlePath, http01Port: pebble.httpPort,
+                certificatesYAML: """
+                  - name: short
+                    domains: [short.example.org]
+                    renew_before: 2d
+                """)
+            defer { install.directory.remove() }
+            let first = try await install.run(["renew", "--no-random-sleep"])
+            #expect(first.exitCode == 1, "\(first.stdout) \(first.stderr)")
+            #expect(first.stdout.contains("short: renewed, serial") && first.stdout.contains("due again at once"), "\(first.stdout)")
+            #expect(first.stdout.contains("renew_before 2.0 days") && first.stdout.contains("lifetime of 1.0 days"), "\(first.stdout)")
+            let errors = first.stderr.split(separator: "\n").filter { $0.contains(" error ") }
+            #expect(errors.count == 1, "one error line: \(errors)")
+            let serial = try install.serial("short")
+
+            // The next runs find it backing off: no second order, exit 1, and status shows why.
+            for _ in 0..<3 {
+                let again = try await install.run(["renew", "--no-random-sleep"])
+                #expect(again.exitCode == 1)
+                #expect(again.stdout.contains("backing off") && again.stdout.contains("renew_before"), "\(again.stdout)")
+            }
+            #expect(try install.serial("short") == serial, "ordered again")
+            let versions = try FileManager.default.contentsOfDirectory(atPath: "\(install.stateDirectory)/archive/short").filter { $0.hasPrefix("v") }
+            #expect(versions.count == 1, "\(versions)")
+            let status = try await install.run(["status"])
+            #expect(status.exitCode == 1)
+            #expect(status.stdout.contains("due again at once"), "\(status.stdout)")
+        }
+    }
+
     @Test("http-01 issue, nothing-due renew, force-renew with hooks, chain verified against Pebble's root")
     func http01Lifecycle() async throws {
         try await withPebble(.init(nonceRejectPercent: 20, authzReusePercent: 50)) { pebble in
