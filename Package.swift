@@ -143,7 +143,7 @@ let package = Package(
         .target(
             name: "PeerSync",
             dependencies: [
-                "CertStore", "CertkeeperConfig", "Renewal", "StoreWatch", "Listeners", "Durations",
+                "CertStore", "CertkeeperConfig", "Renewal", "StoreWatch", "Listeners", "Durations", "ClusterTrust", "LogThrottle",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
@@ -240,6 +240,8 @@ let package = Package(
             dependencies: [
                 "PeerSync", "CertStore", "CertkeeperConfig", "ClusterTrust", "Renewal", "CertkeeperTestSupport", "Durations",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),

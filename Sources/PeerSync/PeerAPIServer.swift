@@ -1,4 +1,6 @@
+import ClusterTrust
 import Listeners
+import LogThrottle
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -6,11 +8,13 @@ import NIOPosix
 import NIOSSL
 
 /// The peer API over HTTPS with mutual TLS: every connection must present a certificate the cluster CA signed
-/// (enforced by the TLS configuration the caller passes), or the handshake fails and nothing is served.
+/// (enforced by the TLS configuration the caller passes), or the handshake fails and nothing is served; and the
+/// certificate and the connecting address must pass the ``PeerAllowList`` (a configured peer, from its address,
+/// with clientAuth), or every request is answered 403 before any route runs.
 ///
 /// ```swift
 /// let server = try await PeerAPIServer.bind(host: "10.0.0.1", port: 7443, tls: identity.makeServerTLSConfiguration(),
-///                                           peerName: ClusterIdentity.peerNodeName, logger: logger)
+///                                           allowList: PeerAllowList(cluster: cluster), logger: logger)
 /// try await server.run(api)   // until the task is cancelled
 /// ```
 public final class PeerAPIServer: Sendable {
@@ -26,13 +30,14 @@ public final class PeerAPIServer: Sendable {
     /// The port bound (useful with port 0).
     public let port: Int
     private let listener: NIOAsyncChannel<Connection, Never>
-    private let peerName: @Sendable (NIOSSLCertificate) -> String?
+    private let allowList: PeerAllowList
+    private let refusals = WarningThrottle(interval: .seconds(60))
     private let logger: Logger
 
-    private init(port: Int, listener: NIOAsyncChannel<Connection, Never>, peerName: @escaping @Sendable (NIOSSLCertificate) -> String?, logger: Logger) {
+    private init(port: Int, listener: NIOAsyncChannel<Connection, Never>, allowList: PeerAllowList, logger: Logger) {
         self.port = port
         self.listener = listener
-        self.peerName = peerName
+        self.allowList = allowList
         self.logger = logger
     }
 
@@ -41,11 +46,11 @@ public final class PeerAPIServer: Sendable {
     ///   - host: Address to bind (the private network).
     ///   - port: Port; 0 for any.
     ///   - tls: A server configuration that requires and verifies client certificates.
-    ///   - peerName: Names the client from its verified certificate, for logs.
+    ///   - allowList: Which verified clients are served (the others get 403).
     ///   - group: Event loops (one thread is plenty).
     ///   - logger: Where connections and failures are logged.
     public static func bind(
-        host: String, port: Int, tls: TLSConfiguration, peerName: @escaping @Sendable (NIOSSLCertificate) -> String?,
+        host: String, port: Int, tls: TLSConfiguration, allowList: PeerAllowList,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger
     ) async throws -> PeerAPIServer {
         let context = try NIOSSLContext(configuration: tls)
@@ -67,7 +72,7 @@ public final class PeerAPIServer: Sendable {
                     return Connection(channel: channel, http: http)
                 }
             }
-        return PeerAPIServer(port: listener.channel.localAddress?.port ?? port, listener: listener, peerName: peerName, logger: logger)
+        return PeerAPIServer(port: listener.channel.localAddress?.port ?? port, listener: listener, allowList: allowList, logger: logger)
     }
 
     /// Serves until the calling task is cancelled; then closes the listener and every connection.
@@ -85,26 +90,32 @@ public final class PeerAPIServer: Sendable {
         do {
             try await connection.http.executeThenClose { inbound, outbound in
                 var head: HTTPRequestHead?
-                var peer = "?"
+                var admission: PeerAllowList.Decision?
                 for try await part in inbound {
                     switch part {
                     case .head(let requestHead):
                         head = requestHead
-                        if peer == "?" {
-                            let certificate = try? await connection.channel.nioSSL_peerCertificate().get()
-                            peer = certificate.flatMap(peerName) ?? "unknown-peer"
-                        }
+                        if admission == nil { admission = await admit(connection) }
                     case .body:
                         break
                     case .end:
                         guard let request = head else { continue }
                         head = nil
-                        let response = await api.respond(method: request.method.rawValue, uri: request.uri, peer: peer, logger: logger)
+                        let response: PeerAPI.Response
+                        var refused = false
+                        if case .admitted(let peer) = admission {
+                            response = await api.respond(method: request.method.rawValue, uri: request.uri, peer: peer, logger: logger)
+                        } else {
+                            // Before any route: a refused client learns nothing but why.
+                            refused = true
+                            let reason = if case .refused(_, let reason) = admission { reason } else { "no verified certificate" }
+                            response = PeerAPI.error(403, "not a peer of this node: \(reason)")
+                        }
                         var headers = HTTPHeaders()
                         headers.add(name: "content-type", value: "application/json")
                         headers.add(name: "content-length", value: "\(response.body.count)")
                         headers.add(name: "cache-control", value: "no-store")
-                        let keepAlive = request.isKeepAlive
+                        let keepAlive = request.isKeepAlive && !refused
                         if !keepAlive { headers.add(name: "connection", value: "close") }
                         try await outbound.write(.head(HTTPResponseHead(version: request.version, status: HTTPResponseStatus(statusCode: response.status), headers: headers)))
                         try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: response.body))))
@@ -116,5 +127,21 @@ public final class PeerAPIServer: Sendable {
         } catch {
             logger.debug("peer connection ended", metadata: ["error": "\(error)"])
         }
+    }
+
+    /// The allow-list's decision for a connection, logged once per reason and minute when it refuses (any holder of a
+    /// cluster certificate can knock).
+    private func admit(_ connection: Connection) async -> PeerAllowList.Decision {
+        guard let certificate = try? await connection.channel.nioSSL_peerCertificate().get() else {
+            return .refused(check: "certificate", reason: "no client certificate")
+        }
+        let decision = allowList.decide(certificate: certificate, remoteAddress: connection.channel.remoteAddress)
+        // Keyed by the check that failed, never by what the client sent: the throttle's table stays small.
+        if case .refused(let check, let reason) = decision, let heldBack = refusals.admit(check) {
+            var metadata: Logger.Metadata = ["peer.address": "\(connection.channel.remoteAddress?.description ?? "?")", "reason": "\(reason)"]
+            if heldBack > 0 { metadata["refusals_not_logged"] = "\(heldBack)" }
+            logger.warning("refused a peer API client: 403", metadata: metadata)
+        }
+        return decision
     }
 }

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import CertStore
 import CertkeeperConfig
+import ClusterTrust
 import Durations
 import Foundation
 import Logging
@@ -31,8 +32,6 @@ public final class PeerSyncService: Service, Sendable {
         public var serverTLS: TLSConfiguration
         /// Client side of mutual TLS (presents this node's certificate, trusts the cluster CA only).
         public var clientTLS: TLSConfiguration
-        /// Names a verified peer from its certificate.
-        public var peerName: @Sendable (NIOSSLCertificate) -> String?
         /// Environment for deploy hooks.
         public var environment: [String: String]
         /// Time source.
@@ -43,7 +42,7 @@ public final class PeerSyncService: Service, Sendable {
         /// Creates the setup.
         public init(
             configuration: CertkeeperConfiguration, cluster: ClusterSettings, nodeName: String, store: CertificateStore,
-            serverTLS: TLSConfiguration, clientTLS: TLSConfiguration, peerName: @escaping @Sendable (NIOSSLCertificate) -> String?,
+            serverTLS: TLSConfiguration, clientTLS: TLSConfiguration,
             environment: [String: String], clock: @escaping @Sendable () -> Date = Date.init, logger: Logger
         ) {
             self.configuration = configuration
@@ -52,7 +51,6 @@ public final class PeerSyncService: Service, Sendable {
             self.store = store
             self.serverTLS = serverTLS
             self.clientTLS = clientTLS
-            self.peerName = peerName
             self.environment = environment
             self.clock = clock
             self.logger = logger
@@ -86,7 +84,7 @@ public final class PeerSyncService: Service, Sendable {
         let server: PeerAPIServer
         do {
             server = try await PeerAPIServer.bind(
-                host: listen.host, port: listen.port, tls: setup.serverTLS, peerName: setup.peerName, logger: setup.logger)
+                host: listen.host, port: listen.port, tls: setup.serverTLS, allowList: PeerAllowList(cluster: setup.cluster), logger: setup.logger)
         } catch {
             throw PeerSyncSetupError("cluster.listen: cannot listen on \(listen): \(error)")
         }
@@ -155,4 +153,11 @@ public struct PeerSyncSetupError: Error, Sendable, CustomStringConvertible {
     /// The line.
     public var description: String
     init(_ description: String) { self.description = description }
+}
+
+extension PeerAllowList {
+    /// The nodes in `cluster.peers`, each at its configured address: the clients this node's peer API serves.
+    public init(cluster: ClusterSettings) {
+        self.init(peers: cluster.peers.map { Peer(name: $0.name, hosts: [$0.address.host]) })
+    }
 }

@@ -73,7 +73,7 @@ struct Daemon: AsyncParsableCommand {
             let setup = PeerSyncService.Setup(
                 configuration: configuration, cluster: cluster, nodeName: nodeName, store: store,
                 serverTLS: identity.makeServerTLSConfiguration(), clientTLS: identity.makeClientTLSConfiguration(),
-                peerName: ClusterIdentity.peerNodeName, environment: ProcessInfo.processInfo.environment, logger: logger)
+                environment: ProcessInfo.processInfo.environment, logger: logger)
             do {
                 services.append(.init(service: try await PeerSyncService.prepare(setup)))
             } catch {

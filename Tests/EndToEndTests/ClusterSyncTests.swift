@@ -63,6 +63,23 @@ struct ClusterSyncTests {
             #expect(anonymous.exitCode != 0 && !anonymous.stdout.contains("\"node\""), "no client certificate: \(anonymous.stdout)")
             let foreign = try await curl(["--cert", stranger, "--key", stranger])
             #expect(foreign.exitCode != 0 && !foreign.stdout.contains("\"node\""), "another cluster's certificate: \(foreign.stdout)")
+            // This cluster's CA, but not an allowed peer: a node in nobody's peers, and n1's identity used from n2's
+            // address. Both get 403 before any route, and no key.
+            let outsider = cluster.work.path + "/n9.pem"
+            #expect(try await CLI.run(["cluster", "add-node", "n9", "--address", cluster.node(2).address, "--ca-dir", cluster.caDirectory, "--out", outsider]).exitCode == 0)
+            let bundleURL = "https://\(cluster.node(3).address):\(ClusterFixture.peerPort)/v1/certificates/\(ClusterFixture.certificateName)"
+            for (label, identity, reason) in [
+                ("a node in no peers list", outsider, "node 'n9' is not in this node's cluster.peers"),
+                ("n1's identity from n2's address", cluster.identityFile(1), "node 'n1' connected from \(cluster.node(2).address)"),
+            ] {
+                let refused = try await cluster.network.run(
+                    on: cluster.node(2), executable: "/usr/bin/curl",
+                    arguments: ["-sS", "--max-time", "10", "--cacert", caFile, "--cert", identity, "--key", identity, "-w", "\n%{http_code}", bundleURL],
+                    timeout: 30)
+                #expect(refused.stdout.hasSuffix("\n403"), "\(label): \(refused.stdout.suffix(300)) \(refused.stderr)")
+                #expect(refused.stdout.contains(reason), "\(label): \(refused.stdout)")
+                #expect(!refused.stdout.contains("PRIVATE KEY"), "\(label) got key material")
+            }
 
             // 5. status --cluster on n3 sees n2 and n3 agree and n1 down.
             let status = try await cluster.cli(3, ["status", "--cluster"])

@@ -10,6 +10,8 @@ import Glibc
 #endif
 import Logging
 import NIOSSL
+import SwiftASN1
+import NIOConcurrencyHelpers
 import Testing
 import Renewal
 import X509
@@ -68,10 +70,14 @@ struct RunningPeerAPI {
     let index: ChangeIndex
     let task: Task<Void, Never>
 
-    static func start(_ node: LoopbackNode, role: String = "renewer") async throws -> RunningPeerAPI {
+    /// - Parameter peers: The nodes the API serves, each from 127.0.0.1 unless its address is given.
+    static func start(
+        _ node: LoopbackNode, role: String = "renewer", peers: [PeerAllowList.Peer] = ["n1", "n2", "n3"].map { .init(name: $0, hosts: ["127.0.0.1"]) },
+        logger: Logger = LoopbackCluster.logger
+    ) async throws -> RunningPeerAPI {
         let server = try await PeerAPIServer.bind(
-            host: "127.0.0.1", port: 0, tls: node.identity.makeServerTLSConfiguration(), peerName: ClusterIdentity.peerNodeName,
-            logger: LoopbackCluster.logger)
+            host: "127.0.0.1", port: 0, tls: node.identity.makeServerTLSConfiguration(), allowList: PeerAllowList(peers: peers),
+            logger: logger)
         let index = ChangeIndex(initial: SyncIndex(epoch: "abc", counter: 1))
         let api = PeerAPI(
             local: LocalNode(name: node.name, role: role, store: node.store, acmeDirectoryURL: node.configuration.acme.directoryURL),
@@ -373,6 +379,60 @@ struct PeerSyncLoopbackTests {
         await api.stop()
     }
 
+    @Test("peers are an allow-list: a cluster certificate for a node not in peers, one without clientAuth and a peer's certificate from another address get 403 and no key")
+    func allowList() async throws {
+        let cluster = try LoopbackCluster()
+        let renewer = try cluster.node("n1")
+        let follower = try cluster.node("n2")
+        try cluster.install(on: renewer)
+        // n2 may connect from 127.0.0.2 only; n9 holds a certificate from the same cluster CA but is no peer.
+        let logs = CapturedLines()
+        let api = try await RunningPeerAPI.start(renewer, peers: [.init(name: "n2", hosts: ["127.0.0.2"])], logger: logs.logger)
+        defer { api.task.cancel() }
+        let stranger = try cluster.clusterCA.issueIdentity(nodeName: "n9", addresses: [NodeAddress(parsing: "127.0.0.1")])
+        let noClientAuth = try ClientCertificateWithoutEKU.make(signedBy: cluster.clusterCA, in: cluster.directory, nodeName: "n2")
+
+        func get(_ tls: TLSConfiguration, _ target: String) async throws -> (UInt, String) {
+            let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: HTTPClient.Configuration(tlsConfiguration: tls))
+            do {
+                let response = try await http.execute(HTTPClientRequest(url: "https://127.0.0.1:\(api.server.port)\(target)"), timeout: .seconds(30))
+                let body = String(buffer: try await response.body.collect(upTo: 1 << 20))
+                try await http.shutdown()
+                return (response.status.code, body)
+            } catch {
+                try? await http.shutdown()
+                throw error
+            }
+        }
+        let cases: [(String, TLSConfiguration, String)] = [
+            ("a node not in peers", stranger.makeClientTLSConfiguration(), "node 'n9' is not in this node's cluster.peers"),
+            ("no clientAuth", noClientAuth, "no clientAuth extended key usage"),
+            ("the right node from the wrong address", follower.identity.makeClientTLSConfiguration(), "node 'n2' connected from 127.0.0.1, not from its configured address 127.0.0.2"),
+        ]
+        for (label, tls, reason) in cases {
+            for target in ["/v1/certificates/web", "/v1/account", "/v1/catalog"] {
+                let (status, body) = try await get(tls, target)
+                #expect(status == 403, "\(label) \(target): \(status) \(body.prefix(200))")
+                #expect(body.contains(reason), "\(label): \(body)")
+                #expect(!body.contains("PRIVATE KEY") && !body.contains("sync.example"), "\(label) learned something: \(body)")
+            }
+        }
+        let refusals = logs.all.filter { $0.contains("refused a peer API client: 403") }
+        #expect(refusals.count == 3, "one line per reason: \(refusals)")
+
+        // The same follower certificate from its configured address is served (curl binds 127.0.0.2 as the source).
+        let identityFile = try cluster.directory.write(follower.identity.pemRepresentation, to: "n2-identity.pem")
+        let caFile = try cluster.directory.write(renewer.identity.caCertificatePEM, to: "cluster-ca.pem")
+        let curl = try await OneShotProcess.run(
+            executable: "/usr/bin/curl",
+            arguments: ["-sS", "--max-time", "20", "--interface", "127.0.0.2", "--cert", identityFile, "--cacert", caFile,
+                        "-w", "\n%{http_code}", "https://127.0.0.1:\(api.server.port)/v1/certificates/web"],
+            timeout: 30)
+        #expect(curl.stdout.hasSuffix("\n200"), "\(curl.stdout.suffix(300)) \(curl.stderr)")
+        #expect(curl.stdout.contains("PRIVATE KEY"))
+        await api.stop()
+    }
+
     @Test("a connection that never starts its TLS handshake is closed by the server")
     func stalledHandshakeIsClosed() async throws {
         let cluster = try LoopbackCluster()
@@ -424,5 +484,62 @@ struct PeerSyncLoopbackTests {
         print("client shut down after \(ContinuousClock.now - stopping)")
         await api.stop()
         print("API stopped after \(ContinuousClock.now - stopping)")
+    }
+}
+
+/// Log lines in memory, for tests that count what a component logs.
+final class CapturedLines: Sendable {
+    private let lines = NIOLockedValueBox<[String]>([])
+    var all: [String] { lines.withLockedValue { $0 } }
+
+    var logger: Logger {
+        Logger(label: "captured") { _ in CapturingHandler(sink: self) }
+    }
+
+    func append(_ line: String) { lines.withLockedValue { $0.append(line) } }
+
+    struct CapturingHandler: LogHandler {
+        let sink: CapturedLines
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .debug
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) {
+            let fields = (event.metadata ?? [:]).map { "\($0)=\($1)" }.sorted().joined(separator: " ")
+            sink.append("\(event.level) \(event.message) \(fields)")
+        }
+    }
+}
+
+/// A client certificate the cluster CA signed for a node, but without the clientAuth extended key usage (as a
+/// certificate made by other means than `cluster add-node` could be).
+enum ClientCertificateWithoutEKU {
+    static func make(signedBy ca: ClusterCA, in directory: TemporaryDirectory, nodeName: String) throws -> TLSConfiguration {
+        let caDirectory = directory.path + "/ca-for-\(nodeName)-\(UUID().uuidString)"
+        try ca.write(to: caDirectory)
+        let caKey = try P256.Signing.PrivateKey(pemRepresentation: String(contentsOfFile: caDirectory + "/" + ClusterCA.keyFileName, encoding: .utf8))
+        let key = P256.Signing.PrivateKey()
+        let certificate = try Certificate(
+            version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: Certificate.PublicKey(key.publicKey),
+            notValidBefore: Date().addingTimeInterval(-3600), notValidAfter: Date().addingTimeInterval(86_400),
+            issuer: ca.certificate.subject, subject: try DistinguishedName { CommonName(nodeName) },
+            signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.notCertificateAuthority)
+                Critical(KeyUsage(digitalSignature: true))
+                SubjectAlternativeNames([.dnsName(nodeName), .ipAddress(ASN1OctetString(contentBytes: [127, 0, 0, 1]))])
+            },
+            issuerPrivateKey: Certificate.PrivateKey(caKey))
+        var serializer = DER.Serializer()
+        try serializer.serialize(certificate)
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv13
+        tls.certificateChain = [.certificate(try NIOSSLCertificate(bytes: serializer.serializedBytes, format: .der))]
+        tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(key.pemRepresentation.utf8), format: .pem))
+        tls.trustRoots = .certificates([try NIOSSLCertificate(bytes: ca.certificateDER, format: .der)])
+        tls.certificateVerification = .fullVerification
+        return tls
     }
 }
