@@ -26,6 +26,7 @@ let package = Package(
         .target(
             name: "ACMEProtocol",
             dependencies: [
+                "Durations",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
@@ -59,7 +60,7 @@ let package = Package(
             ]
         ),
         // Pure renewal-window and back-off maths; time is always a parameter.
-        .target(name: "RenewalPolicy"),
+        .target(name: "RenewalPolicy", dependencies: ["Durations"]),
         // YAML configuration: parsing and validation with key paths.
         .target(
             name: "CertkeeperConfig",

@@ -1,3 +1,4 @@
+import Durations
 import Foundation
 
 /// When to ask again while an authorization or order is still in progress.
@@ -33,7 +34,7 @@ public struct PollSchedule: Sendable, Equatable {
 public enum RetryAfter {
     /// The longest wait a CA can ask for: 30 days. A larger value (or `inf`, `1e19`) is cut to it, so no date or
     /// integer conversion later overflows and a back-off cannot outlast every certificate.
-    public static let longest: Double = 30 * 86_400
+    public static let longest = Double(Duration.longestRetryAfter.components.seconds)
 
     /// The seconds `header` asks to wait, or `nil` when it is neither delta-seconds (digits only) nor an HTTP date.
     /// - Parameters:

@@ -75,7 +75,7 @@ public struct CertificateLoader: Sendable {
             do {
                 bytes = try SmallFile.read(file)
             } catch {
-                throw refuse(error.code == .corrupt ? "\(file): \(error.detail ?? "unreadable")" : "cannot read \(file): \(error)")
+                throw refuse(error.code == .corrupt ? "\(file): \(error.detail ?? "unreadable")" : "\(error)")
             }
             guard let bytes else { throw refuse("no such file \(file)") }
             text += String(decoding: bytes, as: UTF8.self) + "\n"

@@ -156,7 +156,7 @@ struct FileSystem: Sendable {
             throw StoreError(code: .corrupt, operation: "read", path: path, detail: "not a regular file")
         }
         guard info.st_size <= limit else {
-            throw StoreError(code: .corrupt, operation: "read", path: path, detail: "\(info.st_size) bytes, larger than the \(limit) allowed")
+            throw StoreError(code: .corrupt, operation: "read", path: path, detail: "\(info.st_size) bytes, larger than the \(limit) bytes allowed")
         }
         var result: [UInt8] = []
         result.reserveCapacity(Int(info.st_size))

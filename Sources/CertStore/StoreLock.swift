@@ -73,4 +73,15 @@ extension CertificateStore {
             }
         }
     }
+
+    /// Whether another holder has the store lock right now (a `renew`, a daemon installing): one non-blocking try,
+    /// released at once. `false` when nothing holds it or the lock file cannot be opened.
+    public func isLockHeldElsewhere() -> Bool {
+        let fd = open(lockPath, O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { _ = close(fd) }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { return errno == EWOULDBLOCK }
+        _ = flock(fd, LOCK_UN)
+        return false
+    }
 }

@@ -380,6 +380,7 @@ public struct CertbotImporter: Sendable {
                     change: {
                         $0.backoff = nil
                         $0.pendingDeploy = nil
+                        $0.installing = nil
                         $0.failedHooks = nil
                         $0.ari = nil
                     }, logger: logger)

@@ -1,3 +1,5 @@
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -18,11 +20,27 @@ public enum DescriptorHygiene {
     /// glibc 2.34's wrapper, looked up at run time (not every Glibc module map exposes it).
     private static let closeRange: CloseRange? = dlsym(nil, "close_range").map { unsafeBitCast($0, to: CloseRange.self) }
 
+    /// Whether `close_range` answered; after its first refusal (a kernel before 5.11, a seccomp filter) it is not
+    /// asked again.
+    private static let closeRangeWorks = Atomic<Bool>(true)
+    /// When the `/proc` fallback last ran (`CLOCK_MONOTONIC` nanoseconds): at most every 100 ms, since it costs one
+    /// `fcntl` per open descriptor and would run for every connection.
+    private static let lastScan = Atomic<Int64>(0)
+
     /// Sets `FD_CLOEXEC` on every descriptor above standard error: one `close_range(2)` call (a bitmap update in
     /// the kernel, cheap enough for every connection); on kernels without `CLOSE_RANGE_CLOEXEC`, one `fcntl` per
-    /// descriptor listed in `/proc/self/fd`.
+    /// descriptor listed in `/proc/self/fd`, at most every 100 ms.
     public static func markAllCloseOnExec() {
-        if let closeRange, closeRange(3, UInt32.max, Int32(bitPattern: closeRangeCloseOnExec)) == 0 { return }
+        if closeRangeWorks.load(ordering: .relaxed) {
+            if let closeRange, closeRange(3, UInt32.max, Int32(bitPattern: closeRangeCloseOnExec)) == 0 { return }
+            closeRangeWorks.store(false, ordering: .relaxed)
+        }
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        let nanoseconds = Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+        let last = lastScan.load(ordering: .relaxed)
+        guard nanoseconds - last >= 100_000_000,
+              lastScan.compareExchange(expected: last, desired: nanoseconds, ordering: .relaxed).exchanged else { return }
         guard let directory = opendir("/proc/self/fd") else { return }
         defer { closedir(directory) }
         let own = dirfd(directory)

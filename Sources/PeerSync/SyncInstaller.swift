@@ -88,10 +88,12 @@ public actor SyncInstaller {
         } catch {
             return fail("\(error)", log)
         }
+        // Held through the hooks and their record, as `renew` holds it: a cron `renew` that saw the owed deploy
+        // meanwhile would run the same hooks at the same time and then overwrite this record.
+        defer { lock.release() }
         let meta: CertificateMeta
         var record: RenewalRecord
         do {
-            defer { lock.release() }
             if let installed = try store.meta(name: entry.name) {
                 let offered = CatalogCertificate(
                     name: entry.name, serial: verified.serialHex, notBefore: verified.leaf.notValidBefore,
@@ -115,6 +117,7 @@ public actor SyncInstaller {
             "cert.serial": "\(meta.serial)", "cert.not_after": "\(meta.notAfter)", "cert.issued_by": "\(meta.issuedBy)",
         ])
         let failed = await deploy.run(spec: spec, meta: meta, liveDirectory: store.liveDirectory(name: spec.name), logger: log)
+        record.installing = nil
         record.pendingDeploy = failed.isEmpty ? nil : meta.serial
         record.failedHooks = failed.isEmpty ? nil : failed
         store.saveRenewalRecord(record, name: spec.name, logger: log)

@@ -3,17 +3,20 @@ import Foundation
 import Logging
 
 extension CertificateStore {
-    /// Installs a verified bundle with its renewal record written *ahead* of the `live/` swap: the one way
-    /// certkeeper installs a certificate that a renewal, a peer or an import brings (``Renewer``, `SyncInstaller`,
+    /// Installs a verified bundle with its deploy debt written *ahead* of the `live/` swap: the one way certkeeper
+    /// installs a certificate that a renewal, a peer or an import brings (``Renewer``, `SyncInstaller`,
     /// `CertbotImporter`).
     ///
-    /// The record, with `change` applied and (when `owesDeploy`) `pendingDeploy` set to the new serial, is written
-    /// before ``install(_:name:issuedBy:now:)`` swaps `live/<name>`. A process killed anywhere after the swap thus
-    /// leaves the deploy owed for the serial that is live, and the next `renew` runs the hooks; killed before the
-    /// swap, the record names a serial that never went live, which every reader ignores (an owed deploy counts only
-    /// while its serial is the live one). When the install fails, the previous record is written back.
+    /// 1. When `owesDeploy`, the record's ``RenewalRecord/installing`` is set to the new serial and written before
+    ///    ``install(_:name:issuedBy:now:)`` swaps `live/<name>`; nothing else changes yet. Killed after the swap,
+    ///    the deploy is owed for the serial that is live and the next `renew` runs the hooks; killed before it, the
+    ///    serial never went live and is ignored, and an older debt (`pendingDeploy` of the live certificate) stays.
+    ///    When that write fails, nothing is installed: a swap without its debt on disk could lose a deploy.
+    /// 2. After the swap, `change` is applied (back-off cleared, ARI reset, …), the debt moves to `pendingDeploy`
+    ///    (it is settled when the hooks have run), and the record is written again.
     ///
-    /// Call under the store lock, like ``install(_:name:issuedBy:now:)``.
+    /// When the install fails, the record is written back as it was. Call under the store lock, like
+    /// ``install(_:name:issuedBy:now:)``, and keep holding it through the deploy hooks.
     /// - Parameters:
     ///   - verified: The bundle to install.
     ///   - name: The certificate name.
@@ -21,37 +24,41 @@ extension CertificateStore {
     ///   - now: The install time.
     ///   - owesDeploy: Whether deploy hooks must run for the new certificate (false for an import: the imported
     ///     certificate is already what the servers have).
-    ///   - change: What else the install changes in the record (back-off cleared, ARI reset, …).
-    ///   - logger: Where a failed state write is reported (a warning: the install goes ahead).
-    /// - Returns: The installed meta and the record as written.
-    /// - Throws: ``StoreError`` from the install; the record is then as before.
+    ///   - change: What else the install changes in the record, applied once it is live.
+    ///   - logger: Where failed state writes after the swap are reported (warnings: the certificate is installed).
+    /// - Returns: The installed meta and the record as written after the swap.
+    /// - Throws: ``StoreError`` from the write ahead or the install; `live/<name>` is then unchanged.
     public func installRecorded(
         _ verified: VerifiedBundle, name: String, issuedBy: String, now: Date, owesDeploy: Bool,
         change: (inout RenewalRecord) -> Void, logger: Logger
     ) throws(StoreError) -> (meta: CertificateMeta, record: RenewalRecord) {
         let key = RenewalRecord.key(for: name)
-        let previous: RenewalRecord?
+        let before: RenewalRecord
         do {
-            previous = try readState(RenewalRecord.self, key: key)
+            before = try readState(RenewalRecord.self, key: key) ?? RenewalRecord()
         } catch {
             logger.warning("renewal state unreadable; starting a new one", metadata: ["cert.name": "\(name)", "error": "\(error)"])
-            previous = nil
+            before = RenewalRecord()
         }
-        var record = previous ?? RenewalRecord()
-        change(&record)
+        var record = before
         if owesDeploy {
-            record.pendingDeploy = verified.serialHex
-            record.failedHooks = nil
+            record.installing = verified.serialHex
+            try writeState(record, key: key)
         }
-        let unchanged = record == (previous ?? RenewalRecord())
-        let wroteAhead = !unchanged && saveRenewalRecord(record, name: name, logger: logger)
         let meta: CertificateMeta
         do {
             meta = try install(verified, name: name, issuedBy: issuedBy, now: now)
         } catch {
-            if wroteAhead { saveRenewalRecord(previous ?? RenewalRecord(), name: name, logger: logger) }
+            if owesDeploy { saveRenewalRecord(before, name: name, logger: logger) }
             throw error
         }
+        change(&record)
+        if owesDeploy {
+            record.installing = nil
+            record.pendingDeploy = meta.serial
+            record.failedHooks = nil
+        }
+        if record != before || owesDeploy { saveRenewalRecord(record, name: name, logger: logger) }
         return (meta, record)
     }
 
@@ -67,10 +74,11 @@ extension CertificateStore {
         }
     }
 
-    /// The serial whose deploy hooks are still owed, when it is the live certificate's; `nil` otherwise.
+    /// The live certificate's serial when its deploy hooks are still owed (``RenewalRecord/owesDeploy(liveSerial:)``);
+    /// `nil` otherwise.
     public func owedDeploy(name: String) -> String? {
         guard let record = (try? readState(RenewalRecord.self, key: RenewalRecord.key(for: name))) ?? nil,
-              let pending = record.pendingDeploy, let live = (try? meta(name: name)) ?? nil, live.serial == pending else { return nil }
-        return pending
+              let live = (try? meta(name: name)) ?? nil, record.owesDeploy(liveSerial: live.serial) else { return nil }
+        return live.serial
     }
 }

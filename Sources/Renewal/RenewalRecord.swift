@@ -15,6 +15,10 @@ public struct RenewalRecord: Codable, Sendable, Equatable {
     public var pendingDeploy: String?
     /// Hooks that failed for `pendingDeploy`, for `status`.
     public var failedHooks: [String]?
+    /// Serial of a certificate being installed, written before `live/` swaps to it: if the process stops after the
+    /// swap, its deploy is owed (see ``owesDeploy(liveSerial:)``); if it stops before, the serial never went live and
+    /// this is ignored. Cleared once the install is recorded.
+    public var installing: String?
 
     public init(backoff: BackoffState? = nil, ari: ARIRecord? = nil, lastSuccess: Date? = nil, revokedSerial: String? = nil, pendingDeploy: String? = nil, failedHooks: [String]? = nil) {
         self.backoff = backoff
@@ -23,6 +27,14 @@ public struct RenewalRecord: Codable, Sendable, Equatable {
         self.revokedSerial = revokedSerial
         self.pendingDeploy = pendingDeploy
         self.failedHooks = failedHooks
+    }
+
+    /// Whether the live certificate's deploy hooks have not all succeeded yet: they failed (`pendingDeploy`), or
+    /// the process that installed it stopped between the swap and its hooks (`installing`).
+    /// - Parameter liveSerial: The serial `live/<name>` holds now, `nil` when nothing is installed.
+    public func owesDeploy(liveSerial: String?) -> Bool {
+        guard let liveSerial else { return false }
+        return pendingDeploy == liveSerial || installing == liveSerial
     }
 
     /// The state-file key for certificate `name`.

@@ -22,6 +22,9 @@ public struct CertificateStatus: Codable, Sendable, Equatable {
     /// Whether the installed certificate's deploy hooks have not all succeeded yet: they failed (``failedHooks``),
     /// or the process that installed it stopped before they finished. The next `renew` runs them.
     public var deployOwed: Bool
+    /// The deploy is owed while another run holds the store lock: its hooks are most likely running right now (or
+    /// that run, or the next `renew`, runs them). Not a failure.
+    public var deployInProgress: Bool
     public var issuedBy: String?
     public var version: Int?
 
@@ -29,6 +32,7 @@ public struct CertificateStatus: Codable, Sendable, Equatable {
         case name, domains, serial, reason, version
         case notAfter = "not_after", daysLeft = "days_left", nextRenewal = "next_renewal"
         case lastError = "last_error", issuedBy = "issued_by", failedHooks = "failed_hooks", deployOwed = "deploy_owed"
+        case deployInProgress = "deploy_in_progress"
     }
 }
 
@@ -39,7 +43,9 @@ extension Renewer {
         return specs.map { spec in
             let meta = try? store.meta(name: spec.name)
             let record = (try? store.readState(RenewalRecord.self, key: RenewalRecord.key(for: spec.name))) ?? RenewalRecord()
-            let owed = record.pendingDeploy != nil && record.pendingDeploy == meta?.serial
+            let owesDeploy = record.owesDeploy(liveSerial: meta?.serial)
+            let busy = owesDeploy && store.isLockHeldElsewhere()
+            let owed = owesDeploy && !busy
             let next: Date?
             let reason: RenewalReason
             switch decision(spec: spec, meta: meta, record: record, now: now) {
@@ -56,8 +62,9 @@ extension Renewer {
                 nextRenewal: next,
                 reason: reason.rawValue,
                 lastError: record.backoff?.lastError,
-                failedHooks: owed ? record.failedHooks : nil,
+                failedHooks: record.pendingDeploy == meta?.serial ? record.failedHooks : nil,
                 deployOwed: owed,
+                deployInProgress: busy,
                 issuedBy: meta?.issuedBy,
                 version: meta?.version
             )

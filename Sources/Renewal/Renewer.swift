@@ -182,7 +182,7 @@ public final class Renewer: Sendable {
         let reason: RenewalReason
         switch decision {
         case .notDue(let until, let why):
-            if let meta, record.pendingDeploy == meta.serial {
+            if let meta, record.owesDeploy(liveSerial: meta.serial) {
                 log.info("running the deploy hooks that failed last time", metadata: ["cert.serial": "\(meta.serial)"])
                 let failed = await deploy(spec, meta: meta, record: &record, session: session, logger: log)
                 return .redeployed(meta, failedHooks: failed)
@@ -236,6 +236,7 @@ public final class Renewer: Sendable {
     /// and records whether they must run again.
     func deploy(_ spec: CertificateSpec, meta: CertificateMeta, record: inout RenewalRecord, session: RenewalSession, logger: Logger) async -> [String] {
         let failed = await session.runDeployHooks(spec: spec, meta: meta, liveDirectory: store.liveDirectory(name: spec.name), logger: logger)
+        record.installing = nil
         record.pendingDeploy = failed.isEmpty ? nil : meta.serial
         record.failedHooks = failed.isEmpty ? nil : failed
         store.saveRenewalRecord(record, name: spec.name, logger: logger)

@@ -1,3 +1,4 @@
+import Durations
 import Foundation
 
 /// A certificate's validity period.
@@ -160,7 +161,7 @@ public struct Backoff: Sendable, Equatable {
     public var delays: [TimeInterval]
 
     /// The longest CA-requested wait honoured: 30 days.
-    public static let longestRetryAfter: TimeInterval = 30 * 86_400
+    public static let longestRetryAfter = TimeInterval(Duration.longestRetryAfter.components.seconds)
 
     public init(delays: [TimeInterval] = [60, 600, 6_000, 86_400]) {
         precondition(!delays.isEmpty, "back-off needs at least one delay")

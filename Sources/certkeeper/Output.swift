@@ -38,7 +38,8 @@ enum StatusTable {
                 row.daysLeft.map { String(format: "%.1f", $0) } ?? "-",
                 row.nextRenewal.map(RFC3339.format).map { "\($0) (\(row.reason))" } ?? "-",
                 row.lastError ?? row.failedHooks.map { "deploy hook(s) failed: \($0.joined(separator: ", "))" }
-                    ?? (row.deployOwed ? "deploy hooks interrupted; the next renew runs them" : "-"),
+                    ?? (row.deployOwed ? "deploy hooks interrupted; the next renew runs them"
+                        : row.deployInProgress ? "deploy in progress (another certkeeper run holds the store lock)" : "-"),
             ])
         }
         let widths = (0..<6).map { column in lines.map { $0[column].count }.max() ?? 0 }

@@ -132,7 +132,7 @@ struct HotSwapTests {
             let before = residentBytes()
             #expect(rename(huge, path) == 0)
             let refused = await eventually(timeout: .seconds(10)) {
-                logs.all.contains { $0.hasPrefix("error") && $0.contains("cert.name=mqtt") && $0.contains("52428800 bytes, larger than the 1048576 allowed") }
+                logs.all.contains { $0.hasPrefix("error") && $0.contains("cert.name=mqtt") && $0.contains("52428800 bytes, larger than the 1048576 bytes allowed") }
             }
             #expect(refused, "logs: \(logs.all)")
             // Reading it whole took 2.1 GiB (one substring per line); refused from its size it costs nothing. The

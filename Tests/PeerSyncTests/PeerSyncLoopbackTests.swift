@@ -203,7 +203,7 @@ struct PeerSyncLoopbackTests {
         // The crash image: the new certificate is live, its hooks have not run, and the record says they are owed.
         let crashed = CertStore.CertificateStore(root: image, logger: LoopbackCluster.logger)
         #expect(try crashed.meta(name: "web")?.serial == installed.serial)
-        #expect(try crashed.readState(RenewalRecord.self, key: RenewalRecord.key(for: "web"))?.pendingDeploy == installed.serial)
+        #expect(try crashed.readState(RenewalRecord.self, key: RenewalRecord.key(for: "web"))?.installing == installed.serial)
         #expect(crashed.owedDeploy(name: "web") == installed.serial)
         var configuration = follower.configuration
         configuration.stateDirectory = image
