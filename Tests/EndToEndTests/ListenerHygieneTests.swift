@@ -91,7 +91,10 @@ struct ListenerHygieneTests {
         var clients: [Int32] = []
         defer { for fd in clients { close(fd) } }
         // More than the limit: the kernel completes every handshake into the backlog, the proxy can accept only some.
-        for _ in 0..<150 { if let fd = BlockingTCPClient.connect(port: port) { clients.append(fd) } }
+        for _ in 0..<150 {
+            guard let fd = BlockingTCPClient.connect(port: port, timeout: 1) else { break }
+            clients.append(fd)
+        }
         #expect(clients.count >= 100)
         let pid = proxy.processIdentifier
         let warned = try await eventually(seconds: 10) { (try? String(contentsOfFile: proxy.logPath, encoding: .utf8))?.contains("a resource limit is reached") == true }
@@ -115,6 +118,54 @@ struct ListenerHygieneTests {
         clients.append(fresh)
         let again = try await eventually(seconds: 15) { try DescriptorTable(pid: pid).established(ports: [port]).count >= 1 }
         #expect(again, "the proxy did not accept again after the descriptor limit: \(proxy.logTail())")
+    }
+}
+
+extension ListenerHygieneTests {
+    @Test("the async listeners pause at the descriptor limit too: the daemon's stats listener under a connection flood")
+    func asyncListenerBacksOff() async throws {
+        let directory = try TemporaryDirectory(name: "emfile-stats")
+        defer { directory.remove() }
+        let statsPort = try PortAllocator.shared.allocate(count: 1)[0]
+        let config = try directory.write("""
+            state_dir: \(directory.appending("state"))
+            node_name: n1
+            certificates:
+              - {name: localhost, issuer: internal, domains: [localhost]}
+            stats:
+              listen: "127.0.0.1:\(statsPort)"
+
+            """, to: "certkeeper.yaml")
+        let daemon = try ManagedProcess.start(
+            name: "daemon-emfile", executable: "/usr/bin/prlimit",
+            arguments: ["--nofile=96:96", "--", try CLI.executablePath(), "daemon", "--config", config],
+            environment: ["CERTKEEPER_CONFIG": ""], logDirectory: directory.path)
+        defer { Task { await daemon.stop() } }
+        try await daemon.waitForTCPPort(port: statsPort)
+        var clients: [Int32] = []
+        defer { for fd in clients { close(fd) } }
+        // Until the descriptors and then the backlog (the stats listener's is 32) are full: connects then time out.
+        var failuresInARow = 0
+        for _ in 0..<300 where failuresInARow < 3 {
+            if let fd = BlockingTCPClient.connect(port: statsPort, timeout: 1) {
+                clients.append(fd)
+                failuresInARow = 0
+            } else {
+                failuresInARow += 1
+            }
+        }
+        #expect(clients.count > 32, "only \(clients.count) connections")
+        let pid = daemon.processIdentifier
+        let warned = try await eventually(seconds: 10) {
+            (try? String(contentsOfFile: daemon.logPath, encoding: .utf8))?.contains("a resource limit is reached") == true
+        }
+        #expect(warned, "no warning about the descriptor limit: \(daemon.logTail())")
+        let start = try ProcessCPU.seconds(pid: pid)
+        try await Task.sleep(for: .seconds(3))
+        let used = try ProcessCPU.seconds(pid: pid) - start
+        #expect(used < 0.3, "the daemon used \(used) s of CPU in 3 s at the descriptor limit")
+        let warnings = ((try? String(contentsOfFile: daemon.logPath, encoding: .utf8)) ?? "").split(separator: "\n").filter { $0.contains("a resource limit is reached") }
+        #expect(warnings.count == 1 && warnings.first?.contains("stats 127.0.0.1") == true, "\(warnings)")
     }
 }
 
