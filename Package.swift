@@ -144,7 +144,7 @@ let package = Package(
         .target(
             name: "PeerSync",
             dependencies: [
-                "CertStore", "CertkeeperConfig", "Renewal", "StoreWatch", "Listeners", "Durations", "ClusterTrust", "LogThrottle",
+                "CertStore", "CertkeeperConfig", "Renewal", "StoreWatch", "Listeners", "Durations", "ClusterTrust", "LogThrottle", "InternalCA",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),

@@ -35,6 +35,9 @@ public struct InternalCADirectory: Sendable {
 
     /// `<path>/root.pem`.
     public var certificatePath: String { path + "/" + Self.certificateFileName }
+    /// `<path>/peer-root.pem`: on a node without a root of its own, the root of the first internal certificate it
+    /// installed from a peer (see ``acceptedPeerRoot()``).
+    public var peerRootPath: String { path + "/peer-root.pem" }
     /// `<path>/root.key`.
     public var keyPath: String { path + "/" + Self.keyFileName }
 
@@ -103,6 +106,36 @@ public struct InternalCADirectory: Sendable {
             throw InternalCAError(code: .io, subject: path, detail: "cannot write the new root: \(error)")
         }
         return (ca, true)
+    }
+
+    /// The one internal root whose leaves this node installs from peers: its own root when it has one (a renewer,
+    /// or a standby given the renewer's), else the root it pinned when it first installed an internal certificate
+    /// from a peer. `nil` before either exists. A leaf from any other root comes from a second node acting as the
+    /// renewer, and is refused.
+    /// - Throws: ``InternalCAError`` with code `malformed` or `io`.
+    public func acceptedPeerRoot() throws(InternalCAError) -> InternalRoot? {
+        if let own = try loadRoot() { return own }
+        guard let text = try Self.read(peerRootPath) else { return nil }
+        do {
+            let certificate = try Certificate(pemEncoded: text)
+            return InternalRoot(certificate: certificate, der: try certificate.derBytes())
+        } catch {
+            throw InternalCAError(code: .malformed, subject: peerRootPath, detail: "not a PEM certificate: \(error)")
+        }
+    }
+
+    /// Pins `root` as the internal root accepted from peers (``peerRootPath``, 0644), unless one is already pinned
+    /// or this node has its own.
+    /// - Throws: ``InternalCAError`` with code `io`.
+    public func pinPeerRoot(_ root: Certificate) throws(InternalCAError) {
+        guard try acceptedPeerRoot() == nil else { return }
+        try Self.makeDirectory(path)
+        do {
+            let pem = try root.serializeAsPEM().pemString + "\n"
+            try AtomicFile.write(Array(pem.utf8), to: peerRootPath, mode: 0o644)
+        } catch {
+            throw InternalCAError(code: .io, subject: peerRootPath, detail: "cannot pin the cluster's internal root: \(error)")
+        }
     }
 
     // MARK: Files

@@ -21,10 +21,16 @@ public final class PeerDirectory: Sendable {
 
     private let peers: NIOLockedValueBox<[String: PeerState]>
     private let start: Date
+    /// This node's name and role, when it counts itself among the renewers.
+    private let local: (name: String, role: String)?
+    /// The renewers last reported as a conflict (empty while there is none).
+    private let reportedConflict = NIOLockedValueBox<[String]>([])
 
     /// Starts with every peer unknown since `start` (not yet reached).
-    public init(peerNames: [String], start: Date) {
+    /// - Parameter local: This node's name and role, so that a second renewer among the peers is noticed.
+    public init(peerNames: [String], start: Date, local: (name: String, role: String)? = nil) {
         self.start = start
+        self.local = local
         peers = NIOLockedValueBox(Dictionary(uniqueKeysWithValues: peerNames.map {
             ($0, PeerState(name: $0, reachable: false, lastContact: nil, unreachableSince: start, lastError: "not contacted yet", catalog: nil))
         }))
@@ -53,6 +59,27 @@ public final class PeerDirectory: Sendable {
             state.lastError = error
             peers[name] = state
             return wasUp
+        }
+    }
+
+    /// The nodes that say they are the renewer: this node when it is one, and every peer whose last catalogue says
+    /// so (reachable or not: a renewer that is down is still configured as one). Sorted by name.
+    public var renewers: [String] {
+        let fromPeers = peers.withLockedValue { $0.values.filter { $0.catalog?.role == "renewer" }.map(\.name) }
+        let mine = local.map { $0.role == "renewer" ? [$0.name] : [] } ?? []
+        return Set(mine + fromPeers).sorted()
+    }
+
+    /// A change in the renewer conflict since the last call: the renewers when there are now two or more (and
+    /// they differ from the ones last reported), an empty list when a reported conflict has ended, `nil` when
+    /// nothing changed. Lets every node log the conflict once, and its end once.
+    public func renewerConflictChange() -> [String]? {
+        let now = renewers
+        return reportedConflict.withLockedValue { reported in
+            let conflict = now.count > 1 ? now : []
+            guard conflict != reported else { return nil }
+            reported = conflict
+            return conflict
         }
     }
 

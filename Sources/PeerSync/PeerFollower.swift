@@ -43,6 +43,15 @@ public struct PeerFollower: Sendable {
                 if directory.reached(client.peerName, catalog: catalog, at: clock()) {
                     log.info("peer reachable", metadata: ["peer.role": "\(catalog.role)", "peer.certificates": "\(catalog.certificates.count)"])
                 }
+                if let renewers = directory.renewerConflictChange() {
+                    if renewers.isEmpty {
+                        log.notice("only one node is the renewer again")
+                    } else {
+                        log.error(
+                            "more than one node is the renewer: each issues on its own (internal certificates from different roots, duplicate ACME orders); keep role: renewer on one node and make the others follower or standby",
+                            metadata: ["cluster.renewers": "\(renewers.joined(separator: ","))"])
+                    }
+                }
                 failures = 0
                 await reconcile(catalog)
                 known = catalog.index

@@ -71,7 +71,8 @@ public final class PeerSyncService: Service, Sendable {
         self.setup = setup
         self.server = server
         self.index = index
-        self.directory = PeerDirectory(peerNames: setup.cluster.peers.map(\.name), start: setup.clock())
+        self.directory = PeerDirectory(
+            peerNames: setup.cluster.peers.map(\.name), start: setup.clock(), local: (setup.nodeName, setup.cluster.role.rawValue))
     }
 
     /// Prepares the store and binds the peer API.

@@ -2,6 +2,7 @@ import CertStore
 import CertkeeperConfig
 import Durations
 import Foundation
+import InternalCA
 import Logging
 import Renewal
 
@@ -81,6 +82,23 @@ public actor SyncInstaller {
             return reject("\(error)", log)
         }
         let issuedBy = payload.issuedBy.flatMap { StoreName.isValid($0) ? $0 : nil } ?? peer.peerName
+        let internalCA = InternalCADirectory(stateDirectory: store.root)
+        if spec.issuer == .internalCA {
+            // One internal root per cluster: a leaf from another root was issued by a second node acting as the
+            // renewer, and would be served here while this node's clients trust the first root.
+            guard let root = verified.chain.last else { return reject("an internal certificate without its root in the chain", log) }
+            let accepted: InternalRoot?
+            do {
+                accepted = try internalCA.acceptedPeerRoot()
+            } catch {
+                return fail("\(error)", log)
+            }
+            if let accepted, accepted.certificate.publicKey != root.publicKey {
+                return reject(
+                    "its internal certificate chains to another root ('\(root.subject)') than this cluster's ('\(accepted.certificate.subject)'): is a second node configured as the renewer?",
+                    log)
+            }
+        }
 
         let lock: StoreLock
         do {
@@ -112,6 +130,13 @@ public actor SyncInstaller {
             }, logger: log)
         } catch {
             return fail("\(error)", log)
+        }
+        if spec.issuer == .internalCA, let root = verified.chain.last {
+            do {
+                try internalCA.pinPeerRoot(root)
+            } catch {
+                log.warning("cannot pin the cluster's internal root", metadata: ["error": "\(error)"])
+            }
         }
         log.info("installed certificate from peer", metadata: [
             "cert.serial": "\(meta.serial)", "cert.not_after": "\(meta.notAfter)", "cert.issued_by": "\(meta.issuedBy)",

@@ -33,9 +33,14 @@ enum ClusterStatusCommand {
 
     /// Whether every node answered and holds the same certificates (by SHA-256).
     static func allAgree(_ reports: [NodeReport]) -> Bool {
-        guard reports.allSatisfy(\.reachable) else { return false }
+        guard reports.allSatisfy(\.reachable), renewers(reports).count <= 1 else { return false }
         let holdings = reports.map { Dictionary(uniqueKeysWithValues: $0.certificates.map { ($0.name, $0.sha256) }) }
         return holdings.allSatisfy { $0 == holdings.first }
+    }
+
+    /// The nodes whose catalogue says `renewer`.
+    static func renewers(_ reports: [NodeReport]) -> [String] {
+        reports.filter { $0.role == "renewer" }.map(\.node).sorted()
     }
 
     /// One line per node and certificate; a node that did not answer gets one line with the reason.
@@ -61,7 +66,10 @@ enum ClusterStatusCommand {
             row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
                 .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
         }
-        let verdict = allAgree(reports) ? "all nodes agree" : "nodes DISAGREE or are unreachable"
+        let renewers = renewers(reports)
+        let verdict = renewers.count > 1
+            ? "\(renewers.count) nodes are the renewer (\(renewers.joined(separator: ", "))): keep role: renewer on one node"
+            : allAgree(reports) ? "all nodes agree" : "nodes DISAGREE or are unreachable"
         return (lines + ["", verdict]).joined(separator: "\n")
     }
 }

@@ -89,6 +89,42 @@ struct ClusterSyncTests {
         }
     }
 
+    @Test("two nodes left at role: renewer: an error on every node, status --cluster exits 1, and no node installs a leaf of a root it does not trust")
+    func twoRenewers() async throws {
+        let internalCertificate = "  - {name: local, issuer: internal, domains: [local.internal]}"
+        try await withCluster(label: "tworen", roles: ["renewer", "renewer", "follower"], pebbleOn: [], certificatesExtra: internalCertificate) { cluster in
+            for index in 1...3 { try await cluster.startDaemon(index) }
+            func liveRoot(_ index: Int) -> String? {
+                // The internal chain is leaf + root: the root is the last certificate of fullchain.pem.
+                guard let text = try? String(contentsOfFile: "\(cluster.stateDirectory(index))/live/local/fullchain.pem", encoding: .utf8) else { return nil }
+                return text.components(separatedBy: "-----BEGIN CERTIFICATE-----").last
+            }
+            func ownRoot(_ index: Int) -> String? {
+                let path = "\(cluster.stateDirectory(index))/internal-ca/root.pem"
+                return (try? String(contentsOfFile: path, encoding: .utf8))?.components(separatedBy: "-----BEGIN CERTIFICATE-----").last
+            }
+            // Both renewers issue from roots of their own; the follower pins the first it installs.
+            let issued = await cluster.eventually(timeout: 30) { liveRoot(1) != nil && liveRoot(2) != nil && liveRoot(3) != nil }
+            #expect(issued, "\(cluster.daemonLog(3))")
+            #expect(ownRoot(1) != nil && ownRoot(2) != nil && ownRoot(1) != ownRoot(2), "two renewers, two roots")
+            let conflictLogged = await cluster.eventually(timeout: 30) {
+                (1...3).allSatisfy { cluster.fullDaemonLog($0).contains("more than one node is the renewer") }
+            }
+            #expect(conflictLogged, "n1: \(cluster.daemonLog(1))\nn3: \(cluster.daemonLog(3))")
+            // Give the long-polls a few rounds: nobody switches to the other root.
+            try await Task.sleep(for: .seconds(3))
+            #expect(liveRoot(1) == ownRoot(1), "n1 installed a leaf from n2's root")
+            #expect(liveRoot(2) == ownRoot(2), "n2 installed a leaf from n1's root")
+            let pinned = (try? String(contentsOfFile: "\(cluster.stateDirectory(3))/internal-ca/peer-root.pem", encoding: .utf8))?
+                .components(separatedBy: "-----BEGIN CERTIFICATE-----").last
+            #expect(pinned != nil && liveRoot(3) == pinned, "n3 serves a leaf of a root it did not pin")
+            #expect(cluster.fullDaemonLog(3).contains("chains to another root"), "n3 did not refuse the second root's leaf")
+            let status = try await cluster.cli(3, ["status", "--cluster"])
+            #expect(status.exitCode == 1, "\(status.stdout)")
+            #expect(status.stdout.contains("2 nodes are the renewer (n1, n2)"), "\(status.stdout)")
+        }
+    }
+
     @Test("a standby takes over while the renewer is stopped, not while it answers; the newer certificate wins everywhere")
     func standbyTakeover() async throws {
         // The renewer's 60-second certificates are due 30 s after issuance (half the lifetime under 10 days). The
