@@ -36,12 +36,16 @@ public struct PeerClient: Sendable {
     /// `https://host:port`.
     public let baseURL: String
     private let http: HTTPClient
+    /// The longest a request may take (a long-poll: its wait plus this).
+    private let requestTimeout: Duration
 
     /// Creates a client for a peer at `host:port`.
-    public init(peerName: String, host: String, port: Int, http: HTTPClient) {
+    /// - Parameter timeout: The longest a request may take, beyond a long-poll's wait (15 s by default).
+    public init(peerName: String, host: String, port: Int, http: HTTPClient, timeout: Duration = .seconds(15)) {
         self.peerName = peerName
         self.baseURL = "https://\(host.contains(":") ? "[\(host)]" : host):\(port)"
         self.http = http
+        self.requestTimeout = timeout
     }
 
     /// The peer's catalogue; with `after`, a long-poll that returns when the peer's index moves or `wait` passes.
@@ -51,7 +55,7 @@ public struct PeerClient: Sendable {
             let seconds = Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18
             target += "?after=\(after)&wait=\(String(format: "%.3f", seconds))"
         }
-        let catalog: PeerCatalog = try await get(target, operation: "catalog", limit: Limit.catalog, timeout: wait + .seconds(15))
+        let catalog: PeerCatalog = try await get(target, operation: "catalog", limit: Limit.catalog, timeout: wait + requestTimeout)
         guard catalog.node == peerName else {
             throw PeerError(peer: peerName, operation: "catalog", reason: "the node answering calls itself '\(catalog.node.prefix(64))'")
         }
@@ -60,7 +64,7 @@ public struct PeerClient: Sendable {
 
     /// The peer's live bundle named `name`.
     public func bundle(name: String) async throws(PeerError) -> BundlePayload {
-        let payload: BundlePayload = try await get("/v1/certificates/\(name)", operation: "certificate \(name)", limit: Limit.bundle, timeout: .seconds(15))
+        let payload: BundlePayload = try await get("/v1/certificates/\(name)", operation: "certificate \(name)", limit: Limit.bundle, timeout: requestTimeout)
         guard payload.name == name else {
             throw PeerError(peer: peerName, operation: "certificate \(name)", reason: "the answer is for '\(payload.name.prefix(64))'")
         }
@@ -69,7 +73,7 @@ public struct PeerClient: Sendable {
 
     /// The peer's ACME account.
     public func account() async throws(PeerError) -> AccountPayload {
-        try await get("/v1/account", operation: "account", limit: Limit.account, timeout: .seconds(15))
+        try await get("/v1/account", operation: "account", limit: Limit.account, timeout: requestTimeout)
     }
 
     private func get<T: Decodable>(_ target: String, operation: String, limit: Int, timeout: Duration) async throws(PeerError) -> T {

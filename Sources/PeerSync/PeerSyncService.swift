@@ -135,7 +135,12 @@ public final class PeerSyncService: Service, Sendable {
                     group.addTask { await follower.run() }
                 }
                 if setup.cluster.role == .standby {
-                    let renewer = Renewer(configuration: setup.configuration, store: setup.store, nodeName: setup.nodeName, environment: setup.environment, logger: logger, clock: setup.clock)
+                    let catchUp = PeerCatchUp(
+                        configuration: setup.configuration, cluster: setup.cluster, store: setup.store, clientTLS: setup.clientTLS,
+                        environment: setup.environment, logger: logger)
+                    let renewer = Renewer(
+                        configuration: setup.configuration, store: setup.store, nodeName: setup.nodeName, environment: setup.environment,
+                        logger: logger, clock: setup.clock, catchUp: { await catchUp.run() })
                     let check = Duration.clampedSeconds(max(1, min(30, setup.cluster.takeoverAfter / 4)))
                     let takeover = StandbyTakeover(
                         renewer: renewer, directory: directory, takeoverAfter: setup.cluster.takeoverAfter,

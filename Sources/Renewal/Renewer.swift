@@ -22,19 +22,26 @@ public final class Renewer: Sendable {
     let clock: @Sendable () -> Date
     let nodeName: String
     let environment: [String: String]
+    /// In a cluster: pulls what the reachable peers hold that is newer here, before anything due is ordered (a
+    /// standby's takeover certificate, a renewer's while this node's daemon was down), so a node never orders what
+    /// another node already has. `nil` on a single node.
+    let catchUp: (@Sendable () async -> Void)?
     let backoff = Backoff()
 
     /// - Parameters:
     ///   - nodeName: recorded as the issuing node in `meta.json`.
     ///   - environment: the process environment passed on to hooks (PATH and friends).
+    ///   - catchUp: in a cluster, pulls newer certificates from the reachable peers before anything due is ordered.
     public init(
         configuration: CertkeeperConfiguration,
         store: CertificateStore,
         nodeName: String,
         environment: [String: String],
         logger: Logger,
-        clock: @escaping @Sendable () -> Date = Date.init
+        clock: @escaping @Sendable () -> Date = Date.init,
+        catchUp: (@Sendable () async -> Void)? = nil
     ) {
+        self.catchUp = catchUp
         self.configuration = configuration
         self.store = store
         self.nodeName = nodeName
@@ -123,6 +130,8 @@ public final class Renewer: Sendable {
             })
         }
         if let randomDelay, quick.contains(where: \.isDue) || force { await randomDelay() }
+        // Before the lock (installs from peers take it themselves); the check under the lock then sees what arrived.
+        if !force, let catchUp, quick.contains(where: \.isDue) { await catchUp() }
 
         let lock: StoreLock
         do {

@@ -1,8 +1,10 @@
 import ArgumentParser
 import CertStore
 import CertkeeperConfig
+import ClusterTrust
 import Foundation
 import Logging
+import PeerSync
 import Renewal
 
 /// Exit codes shared by every command (documented in the README).
@@ -96,12 +98,30 @@ struct GlobalOptions: ParsableArguments {
     func makeRenewer(_ configuration: CertkeeperConfiguration) -> Renewer {
         let logger = logger
         let store = CertificateStore(root: configuration.stateDirectory, keepVersions: configuration.keepVersions, logger: logger)
+        var catchUp: (@Sendable () async -> Void)?
+        if let cluster = configuration.cluster {
+            // A cluster node asks its peers before it orders (what a standby or the renewer already holds). The
+            // identity is read then, not here: `status` and a daemon that refuses to start need none.
+            let environment = ProcessInfo.processInfo.environment
+            catchUp = {
+                do {
+                    let identity = try ClusterIdentity.load(path: cluster.identityFile(stateDirectory: configuration.stateDirectory))
+                    await PeerCatchUp(
+                        configuration: configuration, cluster: cluster, store: store, clientTLS: identity.makeClientTLSConfiguration(),
+                        environment: environment, logger: logger
+                    ).run()
+                } catch {
+                    logger.warning("cannot ask the peers before ordering: no cluster identity", metadata: ["error": "\(error)"])
+                }
+            }
+        }
         return Renewer(
             configuration: configuration,
             store: store,
             nodeName: configuration.nodeName ?? ProcessInfo.processInfo.hostName,
             environment: ProcessInfo.processInfo.environment,
-            logger: logger
+            logger: logger,
+            catchUp: catchUp
         )
     }
 }

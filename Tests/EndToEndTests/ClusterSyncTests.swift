@@ -155,6 +155,14 @@ struct ClusterSyncTests {
             let s2 = try #require(cluster.installed(3)).serial
             #expect(await cluster.waitUntilServed(2, serial: s2), "the follower does not serve the standby's \(s2):\n\(cluster.daemonLog(2))")
 
+            // With its daemon still down, the renewer's cron `renew` finds its own certificate due: it asks the
+            // reachable peers first, adopts the standby's newer one, and orders nothing.
+            let cron = try await cluster.cli(1, ["renew", "--no-random-sleep"])
+            #expect(cron.exitCode == 0, "renew on n1: \(cron.stdout) \(cron.stderr)")
+            #expect(cluster.installed(1)?.serial == s2, "n1 ordered instead of adopting the standby's certificate: \(cron.stdout) \(cron.stderr.suffix(800))")
+            #expect(cron.stdout.contains("not due"), "\(cron.stdout)")
+            #expect(cron.stderr.contains("asked the peers before ordering"), "\(cron.stderr.suffix(800))")
+
             // The renewer returns: it pulls the standby's newer certificate; the standby does not order again.
             try await cluster.startDaemon(1)
             #expect(await cluster.waitUntilServed(1, serial: s2), "the renewer does not serve \(s2):\n\(cluster.daemonLog(1))")
