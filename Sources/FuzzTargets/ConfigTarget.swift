@@ -1,0 +1,24 @@
+import CertkeeperConfig
+
+/// The YAML configuration: the input as the text of `certkeeper.yaml`, through ``ConfigLoader/parse(yaml:source:)``
+/// (Yams, then the schema reader and validation).
+///
+/// Invariants: the text yields a configuration or a ``ConfigError`` (typed throws); a schema error lists at least
+/// one issue; every line of the error's description names the file.
+enum ConfigTarget {
+    static let source = "fuzz.yaml"
+
+    static func run(_ bytes: UnsafeRawBufferPointer) throws(FuzzViolation) {
+        let text = String(decoding: bytes, as: UTF8.self)
+        do {
+            _ = try ConfigLoader.parse(yaml: text, source: source)
+        } catch {
+            if error.kind == .invalidConfiguration {
+                try require(!error.issues.isEmpty, "invalid configuration without an issue")
+            }
+            for line in error.description.split(separator: "\n", omittingEmptySubsequences: false) {
+                try require(line.hasPrefix(source + ": "), "error line \(quoted(String(line))) does not name the file")
+            }
+        }
+    }
+}
