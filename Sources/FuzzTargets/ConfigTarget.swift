@@ -4,7 +4,7 @@ import CertkeeperConfig
 /// (Yams, then the schema reader and validation).
 ///
 /// Invariants: the text yields a configuration or a ``ConfigError`` (typed throws); a schema error lists at least
-/// one issue; every line of the error's description names the file.
+/// one issue; every line of the error's description names the file (no line break hides in a quoted value).
 enum ConfigTarget {
     static let source = "fuzz.yaml"
 
@@ -16,8 +16,11 @@ enum ConfigTarget {
             if error.kind == .invalidConfiguration {
                 try require(!error.issues.isEmpty, "invalid configuration without an issue")
             }
-            for line in error.description.split(separator: "\n", omittingEmptySubsequences: false) {
-                try require(line.hasPrefix(source + ": "), "error line \(quoted(String(line))) does not name the file")
+            let description = error.description
+            try require(!description.unicodeScalars.contains("\r"), "error text with a carriage return: \(quoted(description))")
+            for line in description.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false) {
+                let text = String(String.UnicodeScalarView(line))
+                try require(text.hasPrefix(source + ": "), "error line \(quoted(text)) does not name the file")
             }
         }
     }
