@@ -19,8 +19,8 @@ enum ConfigTarget {
             let description = error.description
             try require(!description.unicodeScalars.contains("\r"), "error text with a carriage return: \(quoted(description))")
             for line in description.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false) {
-                let text = String(String.UnicodeScalarView(line))
-                try require(text.hasPrefix(source + ": "), "error line \(quoted(text)) does not name the file")
+                // Compared by scalars: a key starting with a combining mark joins the ": " before it into one Character.
+                try require(line.starts(with: (source + ": ").unicodeScalars), "error line \(quoted(String(String.UnicodeScalarView(line)))) does not name the file")
             }
         }
     }
