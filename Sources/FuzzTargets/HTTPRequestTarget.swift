@@ -113,10 +113,8 @@ enum HTTPRequestTarget {
                     version: request.version, status: HTTPResponseStatus(statusCode: statsResponse.status), headers: headers)))
                 _ = try? channel.writeOutbound(HTTPServerResponsePart.end(nil))
 
-                if PeerQueryTarget.isTried(request.uri) {
-                    let peerResponse = PeerQueryTarget.respond(request.uri, method: request.method.rawValue)
-                    try PeerQueryTarget.check(peerResponse, uri: request.uri)
-                }
+                let peerResponse = PeerQueryTarget.respond(request.uri, method: request.method.rawValue)
+                try PeerQueryTarget.check(peerResponse, uri: request.uri)
             }
         }
         for response in responseHeads(channel) {

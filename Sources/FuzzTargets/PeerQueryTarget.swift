@@ -9,10 +9,6 @@ import PeerSync
 /// decodes as the catalogue, bundle or account a follower expects; an error body has an `error` string; a parsed
 /// ``SyncIndex`` prints as text that parses back to the same index.
 enum PeerQueryTarget {
-    /// `wait=` values above this are skipped: a larger one traps in `PeerAPI.respond` (`Int64(seconds * 1000)`),
-    /// a known defect fixed separately. Remove the skip once that fix is merged.
-    static let largestWaitTried = 1e6
-
     static let index = ChangeIndex(initial: SyncIndex(epoch: "00000000000000aa", counter: 7))
 
     static let api = PeerAPI(
@@ -26,14 +22,7 @@ enum PeerQueryTarget {
         for item in items where item.name == "after" {
             try checkSyncIndex(item.value ?? "")
         }
-        guard isTried(uri) else { return }
         try check(respond(uri), uri: uri)
-    }
-
-    /// Whether `uri` is sent to the peer API: not when a `wait=` exceeds ``largestWaitTried``.
-    static func isTried(_ uri: String) -> Bool {
-        let items = URLComponents(string: uri)?.queryItems ?? []
-        return !items.contains { $0.name == "wait" && (Double($0.value ?? "") ?? 0) > largestWaitTried }
     }
 
     /// Answers `GET uri` synchronously.
