@@ -217,6 +217,24 @@ let package = Package(
                     .when(platforms: [.linux], configuration: .release))
             ]
         ),
+        // Coverage-guided fuzz targets: one function per parser that bytes from outside reach (peer API, MQTT
+        // CONNECT, PROXY v2, HTTP/1 heads, PEM and bundles, ACME JSON, YAML configuration). Test tooling, not
+        // part of the certkeeper binary.
+        .target(
+            name: "FuzzTargets",
+            dependencies: [
+                "ACMEProtocol", "ACMEClient", "CertStore", "CertkeeperConfig", "CertProxy", "CertStats", "PeerSync",
+                "CertkeeperTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        // Built with `-DFUZZING --sanitize=fuzzer` (scripts/fuzz.sh) it is a libFuzzer binary; built normally it
+        // replays corpus files through the same targets.
+        .executableTarget(name: "certkeeper-fuzz", dependencies: ["FuzzTargets"]),
         // Test-only helpers: test CAs, processes, Pebble, a fake ACME server.
         .target(
             name: "CertkeeperTestSupport",
@@ -313,6 +331,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets", "CertStore", "PeerSync", "CertkeeperTestSupport"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: [

@@ -70,16 +70,17 @@ public final class HTTP01Responder: Sendable {
     }
 }
 
-final class HTTP01Handler: ChannelInboundHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
+/// Answers one connection of an ``HTTP01Responder`` (package visible for the fuzz targets).
+package final class HTTP01Handler: ChannelInboundHandler {
+    package typealias InboundIn = HTTPServerRequestPart
+    package typealias OutboundOut = HTTPServerResponsePart
 
     let tokens: HTTP01TokenTable
     var head: HTTPRequestHead?
 
-    init(tokens: HTTP01TokenTable) { self.tokens = tokens }
+    package init(tokens: HTTP01TokenTable) { self.tokens = tokens }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let head): self.head = head
         case .body: break

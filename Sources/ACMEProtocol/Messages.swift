@@ -230,6 +230,12 @@ public enum ACMEJSON {
 public enum RFC3339 {
     /// Parses "2026-01-02T03:04:05Z", with optional fractional seconds and numeric offsets.
     public static func parse(_ text: String) -> Date? {
+        // date-fullyear = 4DIGIT: ISO8601DateFormatter reads longer years (and ignores a sign), overflowing them
+        // into dates a million years off.
+        let year = Array(text.utf8.prefix(5))
+        guard year.count == 5, year[4] == UInt8(ascii: "-"), year[..<4].allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }) else {
+            return nil
+        }
         let withFraction = ISO8601DateFormatter()
         withFraction.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         if let date = withFraction.date(from: text) { return date }

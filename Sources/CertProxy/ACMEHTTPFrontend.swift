@@ -228,10 +228,10 @@ enum ACMEHTTPRouter {
 
 /// Serves one connection of an HTTP frontend: answers each request with the ``ACMEHTTPRouter`` decision, keeps
 /// the connection alive when the client asks for it (HTTP/1.1 by default), closes it after a 400 or a request
-/// with an unread body larger than ``maximumDiscardedBody``.
-final class ACMEHTTPHandler: ChannelInboundHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
+/// with an unread body larger than ``maximumDiscardedBody``. Package visible for the fuzz targets.
+package final class ACMEHTTPHandler: ChannelInboundHandler {
+    package typealias InboundIn = HTTPServerRequestPart
+    package typealias OutboundOut = HTTPServerResponsePart
 
     /// Request body bytes read and thrown away before the connection is closed instead.
     static let maximumDiscardedBody = 64 * 1024
@@ -247,7 +247,7 @@ final class ACMEHTTPHandler: ChannelInboundHandler {
         self.logger = logger
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
         switch unwrapInboundIn(data) {
         case .head(let head):
@@ -269,13 +269,13 @@ final class ACMEHTTPHandler: ChannelInboundHandler {
         }
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
+    package func errorCaught(context: ChannelHandlerContext, error: Error) {
         // Parse errors were answered 400 by HTTPServerProtocolErrorHandler; anything else ends the connection.
         logger.debug("http client error", metadata: ["client": "\(context.channel.remoteAddress?.description ?? "?")", "error": "\(error)"])
         context.close(promise: nil)
     }
 
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    package func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is IdleStateHandler.IdleStateEvent {
             context.close(promise: nil)
             return
@@ -324,7 +324,7 @@ final class ACMEHTTPHandler: ChannelInboundHandler {
 
     /// Installs the HTTP server pipeline of one connection: header limits, pipelining order, 400 on parse
     /// errors, the idle limit, then this handler.
-    static func configure(channel: any Channel, settings: ProxyHTTPSettings, idle: TimeAmount, logger: Logger) throws {
+    package static func configure(channel: any Channel, settings: ProxyHTTPSettings, idle: TimeAmount, logger: Logger) throws {
         var limits = NIOHTTPDecoderLimitConfiguration()
         limits.maxHeaderListSize = settings.maximumHeaderBytes
         limits.maxHeaderFieldSize = settings.maximumHeaderBytes

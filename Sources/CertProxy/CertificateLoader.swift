@@ -118,12 +118,13 @@ public struct CertificateLoader: Sendable {
         }
     }
 
-    struct PEMError: Error {
-        var reason: String
+    package struct PEMError: Error {
+        package var reason: String
     }
 
-    /// Splits PEM text into blocks; a BEGIN without its END (a truncated file) is an error.
-    static func pemBlocks(_ text: String) throws(PEMError) -> [(label: String, text: String)] {
+    /// Splits PEM text into blocks; a BEGIN without its END (a truncated file) is an error. Package visible for
+    /// the fuzz targets.
+    package static func pemBlocks(_ text: String) throws(PEMError) -> [(label: String, text: String)] {
         var blocks: [(label: String, text: String)] = []
         var open: (label: String, lines: [String])?
         for (index, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {

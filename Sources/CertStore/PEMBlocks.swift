@@ -1,23 +1,23 @@
 /// One `-----BEGIN X-----` … `-----END X-----` block found in a PEM text.
-struct PEMBlock: Sendable, Equatable {
+package struct PEMBlock: Sendable, Equatable {
     /// The label between `BEGIN ` and the dashes, e.g. `CERTIFICATE`.
-    var label: String
+    package var label: String
     /// The block itself, lines joined by `\n`, ending with `\n`.
-    var text: String
+    package var text: String
 }
 
 /// Why a PEM text could not be split into blocks.
-struct PEMSplitError: Error, CustomStringConvertible, Sendable {
-    var description: String
+package struct PEMSplitError: Error, CustomStringConvertible, Sendable {
+    package var description: String
 }
 
 /// Splits PEM text into its blocks, keeping each block's text (normalised to `\n` line ends).
 ///
 /// Text outside blocks (OpenSSL's `subject=` or `Bag Attributes` lines) is ignored. A `BEGIN` without its
 /// `END` (a truncated file), an `END` without a `BEGIN` and mismatched labels are errors, so a half-written
-/// file is never mistaken for a shorter valid one.
-enum PEMBlocks {
-    static func split(_ text: String) throws(PEMSplitError) -> [PEMBlock] {
+/// file is never mistaken for a shorter valid one. Package visible for the fuzz targets.
+package enum PEMBlocks {
+    package static func split(_ text: String) throws(PEMSplitError) -> [PEMBlock] {
         var blocks: [PEMBlock] = []
         var open: (label: String, lines: [Substring], line: Int)?
         var lineNumber = 0

@@ -47,19 +47,36 @@ public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 
     /// One line per issue (`<source>: <keyPath>: <message>`), or one line for an unreadable or malformed file.
+    /// Line breaks inside a line (a key or value quoted from the file) are written as `\n` and `\r`, so every
+    /// line names the file.
     public var description: String {
+        let lines: [String]
         switch kind {
         case .unreadable(let reason):
-            return "\(source): cannot read configuration: \(reason)"
+            lines = ["\(source): cannot read configuration: \(reason)"]
         case .invalidYAML(let problem, let line?, let column?):
-            return "\(source): invalid YAML at line \(line), column \(column): \(problem)"
+            lines = ["\(source): invalid YAML at line \(line), column \(column): \(problem)"]
         case .invalidYAML(let problem, let line?, nil):
-            return "\(source): invalid YAML at line \(line): \(problem)"
+            lines = ["\(source): invalid YAML at line \(line): \(problem)"]
         case .invalidYAML(let problem, _, _):
-            return "\(source): invalid YAML: \(problem)"
+            lines = ["\(source): invalid YAML: \(problem)"]
         case .invalidConfiguration:
-            guard !issues.isEmpty else { return "\(source): invalid configuration" }
-            return issues.map { "\(source): \($0)" }.joined(separator: "\n")
+            lines = issues.isEmpty ? ["\(source): invalid configuration"] : issues.map { "\(source): \($0)" }
         }
+        return lines.map(Self.singleLine).joined(separator: "\n")
+    }
+
+    /// `text` with its line feeds and carriage returns escaped.
+    static func singleLine(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: { $0 == "\n" || $0 == "\r" }) else { return text }
+        var escaped = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\n": escaped.append(contentsOf: "\\n".unicodeScalars)
+            case "\r": escaped.append(contentsOf: "\\r".unicodeScalars)
+            default: escaped.append(scalar)
+            }
+        }
+        return String(escaped)
     }
 }

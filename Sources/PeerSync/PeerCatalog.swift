@@ -155,16 +155,17 @@ public struct AccountPayload: Codable, Sendable, CustomStringConvertible {
     public var description: String { "AccountPayload(\(record.accountURL), key: <redacted>)" }
 }
 
-/// JSON coding shared by the peer API's server and client (dates as ISO 8601 with fractions dropped).
-enum PeerJSON {
-    static let encoder: JSONEncoder = {
+/// JSON coding shared by the peer API's server and client (dates as ISO 8601 with fractions dropped). Package
+/// visible for the fuzz targets, which decode what a follower decodes.
+package enum PeerJSON {
+    package static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .iso8601
         encoder.outputFormatting = [.sortedKeys]
         return encoder
     }()
 
-    static let decoder: JSONDecoder = {
+    package static let decoder: JSONDecoder = {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
         return decoder
