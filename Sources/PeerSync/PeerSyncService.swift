@@ -121,7 +121,13 @@ public final class PeerSyncService: Service, Sendable {
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
                 group.addTask {
-                    do { try await server.run(api) } catch { logger.error("peer API stopped", metadata: ["error": "\(error)"]) }
+                    do {
+                        try await server.run(api)
+                    } catch is CancellationError {
+                        // The graceful shutdown: nothing went wrong.
+                    } catch {
+                        logger.error("peer API stopped", metadata: ["error": "\(error)"])
+                    }
                 }
                 group.addTask {
                     for await batch in changes {

@@ -57,7 +57,7 @@ public struct StandbyTakeover: Sendable {
             do {
                 let report = try await renewer.run(due, force: false)
                 for (name, outcome) in report.outcomes {
-                    logger.info("standby renewal finished", metadata: ["cert": "\(name)", "outcome": "\(outcome)"])
+                    logger.info("standby renewal finished: \(outcome.summary(name: name))", metadata: ["cert": "\(name)"])
                 }
             } catch {
                 logger.error("standby renewal could not start", metadata: ["error": "\(error)"])

@@ -118,7 +118,8 @@ public actor SyncInstaller {
                     notAfter: verified.leaf.notValidAfter, sha256: verified.sha256Hex, domains: verified.domains)
                 guard offered.isNewer(thanNotBefore: installed.notBefore, serial: installed.serial) else {
                     if installed.sha256 == verified.sha256Hex { return .notNewer }
-                    return reject("its certificate (serial \(verified.serialHex)) is not newer than the installed one (serial \(installed.serial))", log)
+                    // A race, not an attack: another peer's (or a local renew's) newer certificate got here first.
+                    return reject("its certificate (serial \(verified.serialHex)) is not newer than the installed one (serial \(installed.serial))", log, level: .info)
                 }
             }
             // The owed deploy is recorded before live/ swaps, so a crash after the swap still runs the hooks on the
@@ -191,8 +192,8 @@ public actor SyncInstaller {
         }
     }
 
-    private func reject(_ reason: String, _ log: Logger) -> OfferOutcome {
-        log.warning("refused certificate from peer", metadata: ["reason": "\(reason)"])
+    private func reject(_ reason: String, _ log: Logger, level: Logger.Level = .warning) -> OfferOutcome {
+        log.log(level: level, "refused certificate from peer", metadata: ["reason": "\(reason)"])
         return .rejected(reason: reason)
     }
 

@@ -1,3 +1,4 @@
+import ACMEProtocol
 import CertStore
 import Foundation
 import RenewalPolicy
@@ -42,4 +43,29 @@ public struct RunReport: Sendable {
 public struct RenewalSetupError: Error, CustomStringConvertible, Sendable {
     public var description: String
     public init(_ description: String) { self.description = description }
+}
+
+extension CertificateOutcome {
+    /// The line `renew` prints for certificate `name` (`web: renewed (lifetimeFraction), serial …`); also how
+    /// the daemon logs a standby's renewals.
+    public func summary(name: String) -> String {
+        switch self {
+        case .renewed(let meta, let reason):
+            "\(name): renewed (\(reason.rawValue)), serial \(meta.serial), expires \(RFC3339.format(meta.notAfter))"
+        case .renewedWithHookFailures(let meta, let reason, let hooks):
+            "\(name): renewed (\(reason.rawValue)), serial \(meta.serial), but deploy hook(s) failed: \(hooks.joined(separator: ", "))"
+        case .renewedButDueAgain(let meta, let error, let next):
+            "\(name): renewed, serial \(meta.serial), but ERROR: \(error) (not ordered again before \(RFC3339.format(next)))"
+        case .redeployed(let meta, let failed):
+            failed.isEmpty
+                ? "\(name): deploy hooks for serial \(meta.serial) succeeded on retry"
+                : "\(name): deploy hook(s) still failing for serial \(meta.serial): \(failed.joined(separator: ", "))"
+        case .notDue(let until, _):
+            "\(name): not due until \(RFC3339.format(until))"
+        case .backingOff(let until, let lastError):
+            "\(name): due, backing off until \(RFC3339.format(until))" + (lastError.isEmpty ? "" : " after: \(lastError)")
+        case .failed(_, let error, let next):
+            "\(name): FAILED: \(error) (next attempt after \(RFC3339.format(next)))"
+        }
+    }
 }

@@ -186,6 +186,11 @@ struct CheckConfig: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try global.loadConfiguration()
+        let problems = ConfigEnvironment.problems(in: configuration)
+        guard problems.isEmpty else {
+            let path = ConfigLoader.resolvePath(explicit: global.config, environment: ProcessInfo.processInfo.environment)
+            throw CommandFailure.usage(problems.map { "\(path): \($0)" })
+        }
         print("configuration OK: \(configuration.certificates.count) certificate(s), state in \(configuration.stateDirectory)")
     }
 }
@@ -208,7 +213,7 @@ func runRenewal(_ renewer: Renewer, specs: [CertificateSpec], force: Bool, rando
         throw CommandFailure.failure(error.description)
     }
     for (name, outcome) in report.outcomes {
-        print(SummaryLine.render(name: name, outcome: outcome))
+        print(outcome.summary(name: name))
     }
     return report
 }

@@ -2,6 +2,10 @@ import CertkeeperTestSupport
 import Foundation
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Bad input of every kind: one clear error line, the documented exit code, the previous live certificate untouched.
 @Suite("Bad input keeps the good certificate", .serialized)
 struct BadInputTests {
@@ -39,6 +43,35 @@ struct BadInputTests {
         #expect(usage.exitCode == 2)
         let unknown = try await CLI.run(["renew", "--bogus"])
         #expect(unknown.exitCode == 2)
+    }
+
+    @Test("check-config: a dns-01 hook that does not exist or is not executable is exit 2 with its key path")
+    func dnsHookMustBeExecutable() async throws {
+        let directory = try TemporaryDirectory(name: "dnshook")
+        defer { directory.remove() }
+        let notExecutable = try directory.write("#!/bin/sh\nexit 0\n", to: "plain-hook")
+        let executable = try directory.write("#!/bin/sh\nexit 0\n", to: "dns-hook")
+        #expect(chmod(executable, 0o755) == 0)
+        func config(_ hook: String) throws -> String {
+            try directory.write("""
+                state_dir: \(directory.appending("state"))
+                acme:
+                  directory: https://127.0.0.1:1/dir
+                certificates:
+                  - name: wild
+                    domains: ["*.example.org"]
+                    challenge: {type: dns-01, hook: \(hook)}
+                """, to: "certkeeper.yaml")
+        }
+        for (hook, problem) in [(directory.appending("missing-hook"), "does not exist"), (notExecutable, "is not executable")] {
+            let path = try config(hook)
+            let result = try await CLI.run(["check-config", "--config", path])
+            #expect(result.exitCode == 2, "\(hook): \(result.stdout) \(result.stderr)")
+            #expect(result.stderr.contains("certificates[0].challenge.hook: \(hook) \(problem)"), "\(result.stderr)")
+            #expect(result.stderr.split(separator: "\n").count == 1 && result.stderr.contains(path), "\(result.stderr)")
+        }
+        let good = try await CLI.run(["check-config", "--config", try config(executable)])
+        #expect(good.exitCode == 0, "\(good.stderr)")
     }
 
     @Test("CA down, a failing hook, a hanging hook, a full and a read-only state directory")
