@@ -257,7 +257,7 @@ let package = Package(
         .testTarget(
             name: "PeerSyncTests",
             dependencies: [
-                "PeerSync", "CertStore", "CertkeeperConfig", "ClusterTrust", "Renewal", "CertkeeperTestSupport", "Durations",
+                "PeerSync", "CertStore", "CertkeeperConfig", "ClusterTrust", "Renewal", "CertkeeperTestSupport", "Durations", "InternalCA",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -14,7 +14,7 @@ enum ConfigSchema {
     static let hooks = ["deploy", "directory", "timeout"]
     static let hookCommand = ["command", "timeout"]
     static let cluster = ["role", "listen", "peers", "identity", "long_poll", "anti_entropy", "takeover_after", "takeover_margin"]
-    static let clusterPeer = ["name", "address"]
+    static let clusterPeer = ["name", "address", "role"]
     static let proxy = ["threads", "grace", "default_certificate", "frontends"]
     static let frontend = [
         "name", "listen", "mode", "alpn", "min_tls", "backends", "balance", "prefer_local", "proxy_protocol", "on_marked_down",

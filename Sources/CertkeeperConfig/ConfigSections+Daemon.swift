@@ -50,8 +50,9 @@ extension ConfigReader {
         guard let map = mapping(node, at: path, keys: ConfigSchema.clusterPeer) else { return nil }
         let name = required(map, "name", name)
         let address = required(map, "address", listenAddress)
+        let role = optional(map, "role") { node, path in enumeration(node, at: path, ClusterSettings.Role.self) }
         guard let name, let address else { return nil }
-        return ClusterSettings.Peer(name: name, address: address)
+        return ClusterSettings.Peer(name: name, address: address, role: role)
     }
 
     // MARK: proxy

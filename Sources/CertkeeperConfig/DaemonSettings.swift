@@ -25,11 +25,15 @@ public struct ClusterSettings: Sendable, Equatable {
         public var name: String
         /// The address of the peer's API.
         public var address: ListenAddress
+        /// The peer's role, when this node's file says it (`peers[].role`). On the renewer, `standby` is what lets
+        /// that peer fetch the internal CA's root key, so that it can take over internal certificates.
+        public var role: Role?
 
         /// Creates a peer.
-        public init(name: String, address: ListenAddress) {
+        public init(name: String, address: ListenAddress, role: Role? = nil) {
             self.name = name
             self.address = address
+            self.role = role
         }
     }
 

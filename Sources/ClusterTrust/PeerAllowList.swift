@@ -25,11 +25,15 @@ public struct PeerAllowList: Sendable, Equatable {
         public var name: String
         /// The addresses it may connect from: IP literals, or `localhost`.
         public var hosts: [String]
+        /// Whether it may fetch this node's internal CA (root key included): a standby this node's configuration
+        /// names as such, so that it can take over internal certificates.
+        public var mayFetchInternalCA: Bool
 
         /// Creates an entry.
-        public init(name: String, hosts: [String]) {
+        public init(name: String, hosts: [String], mayFetchInternalCA: Bool = false) {
             self.name = name
             self.hosts = hosts
+            self.mayFetchInternalCA = mayFetchInternalCA
         }
     }
 
@@ -49,6 +53,9 @@ public struct PeerAllowList: Sendable, Equatable {
     public init(peers: [Peer]) {
         self.peers = peers
     }
+
+    /// The peers that may fetch the internal CA.
+    public var internalCAReaders: Set<String> { Set(peers.filter(\.mayFetchInternalCA).map(\.name)) }
 
     /// Decides about a client from its verified certificate and its socket address.
     public func decide(certificate: NIOSSLCertificate, remoteAddress: SocketAddress?) -> Decision {

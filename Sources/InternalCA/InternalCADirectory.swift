@@ -124,6 +124,41 @@ public struct InternalCADirectory: Sendable {
         }
     }
 
+    /// Installs the renewer's CA on a standby that has none: checked (a self-signed CA certificate, the key
+    /// matches, the root this node pinned if it pinned one), then `root.key` (0600) and `root.pem` (0644) written
+    /// atomically. Never replaces a root that is there. Call under the store lock.
+    /// - Parameters:
+    ///   - rootPEM: The root certificate.
+    ///   - keyPEM: Its P-256 private key.
+    ///   - source: Where it came from, for errors (`peer n1`).
+    /// - Returns: Whether it was installed (`false` when this node already has a root).
+    /// - Throws: ``InternalCAError``: `malformed`, `keyMismatch`, or `io`.
+    @discardableResult
+    public func adopt(rootPEM: String, keyPEM: String, source: String) throws(InternalCAError) -> Bool {
+        guard try loadRoot() == nil else { return false }
+        let root: InternalRoot
+        let key: P256.Signing.PrivateKey
+        do {
+            let certificate = try Certificate(pemEncoded: rootPEM)
+            root = InternalRoot(certificate: certificate, der: try certificate.derBytes())
+            key = try P256.Signing.PrivateKey(pemRepresentation: keyPEM)
+        } catch {
+            throw InternalCAError(code: .malformed, subject: source, detail: "not a PEM root certificate and P-256 key: \(error)")
+        }
+        let ca = try InternalCA(root: root, key: key, source: source)
+        if let pinned = try acceptedPeerRoot(), pinned.certificate.publicKey != root.certificate.publicKey {
+            throw InternalCAError(code: .keyMismatch, subject: source, detail: "its root is not the one this node pinned (\(peerRootPath))")
+        }
+        try Self.makeDirectory(path)
+        do {
+            try AtomicFile.write(Array(ca.keyPEM.utf8), to: keyPath, mode: 0o600)
+            try AtomicFile.write(Array(ca.root.pem.utf8), to: certificatePath, mode: 0o644)
+        } catch {
+            throw InternalCAError(code: .io, subject: path, detail: "cannot write the adopted root: \(error)")
+        }
+        return true
+    }
+
     /// Pins `root` as the internal root accepted from peers (``peerRootPath``, 0644), unless one is already pinned
     /// or this node has its own.
     /// - Throws: ``InternalCAError`` with code `io`.

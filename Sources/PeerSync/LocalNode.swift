@@ -1,5 +1,6 @@
 import CertStore
 import Foundation
+import InternalCA
 import Renewal
 
 /// What this node offers its peers, read from its store on every request (no cache to go stale).
@@ -42,6 +43,12 @@ public struct LocalNode: Sendable {
         guard StoreName.isValid(name), let bundle = try store.liveBundle(name: name) else { return nil }
         let issuedBy = (try? store.meta(name: name))??.issuedBy
         return BundlePayload(name: name, fullchainPEM: bundle.fullchainPEM, privateKeyPEM: bundle.privateKeyPEM, issuedBy: issuedBy)
+    }
+
+    /// The internal CA (root and key), if this node has one.
+    public func internalCA() throws(InternalCAError) -> InternalCAPayload? {
+        guard let ca = try InternalCADirectory(stateDirectory: store.root).load() else { return nil }
+        return InternalCAPayload(rootPEM: ca.root.pem, keyPEM: ca.keyPEM)
     }
 
     /// The registered ACME account for the configured directory, if any.

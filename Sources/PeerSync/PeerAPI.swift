@@ -9,6 +9,8 @@ import Logging
 ///   current index, held open until the index moves or `wait` passes (a long-poll), at most ``maximumWait``.
 /// - `GET /v1/certificates/<name>`: the live ``BundlePayload`` (certificate chain and key).
 /// - `GET /v1/account`: the ACME account (``AccountPayload``) for the configured directory.
+/// - `GET /v1/internal-ca`: the internal CA's root and key (``InternalCAPayload``), only to the peers in
+///   ``internalCAReaders`` (standbys this node's configuration names); 403 for every other peer.
 ///
 /// Every response is JSON. Only ever served behind mutual TLS (``PeerAPIServer``).
 public struct PeerAPI: Sendable {
@@ -26,12 +28,15 @@ public struct PeerAPI: Sendable {
     public let index: ChangeIndex
     /// The longest long-poll honoured.
     public let maximumWait: Duration
+    /// The peers that may fetch the internal CA (its root key can mint certificates every client trusts).
+    public let internalCAReaders: Set<String>
 
     /// Creates the API.
-    public init(local: LocalNode, index: ChangeIndex, maximumWait: Duration) {
+    public init(local: LocalNode, index: ChangeIndex, maximumWait: Duration, internalCAReaders: Set<String> = []) {
         self.local = local
         self.index = index
         self.maximumWait = maximumWait
+        self.internalCAReaders = internalCAReaders
     }
 
     /// Answers one request.
@@ -68,6 +73,13 @@ public struct PeerAPI: Sendable {
                 guard let bundle = try local.bundle(name: name) else { return Self.error(404, "no certificate named \(name)") }
                 logger.debug("sending certificate to peer", metadata: ["peer": "\(peer)", "cert": "\(name)"])
                 return try Self.json(bundle)
+            case ["v1", "internal-ca"]:
+                guard internalCAReaders.contains(peer) else {
+                    return Self.error(403, "only a standby this node's cluster.peers lists with role: standby gets the internal CA")
+                }
+                guard let ca = try local.internalCA() else { return Self.error(404, "no internal CA on this node") }
+                logger.notice("sending the internal CA to a standby", metadata: ["peer": "\(peer)"])
+                return try Self.json(ca)
             case ["v1", "account"]:
                 guard let account = try local.account() else { return Self.error(404, "no registered ACME account") }
                 logger.debug("sending ACME account to peer", metadata: ["peer": "\(peer)"])

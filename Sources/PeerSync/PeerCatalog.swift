@@ -155,6 +155,23 @@ public struct AccountPayload: Codable, Sendable, CustomStringConvertible {
     public var description: String { "AccountPayload(\(record.accountURL), key: <redacted>)" }
 }
 
+/// The internal CA as a renewer sends it to a standby it lists with `role: standby`: the root and its key.
+public struct InternalCAPayload: Codable, Sendable, CustomStringConvertible {
+    /// The root certificate, PEM.
+    public var rootPEM: String
+    /// The root's private key, PEM.
+    public var keyPEM: String
+
+    /// Creates a payload.
+    public init(rootPEM: String, keyPEM: String) {
+        self.rootPEM = rootPEM
+        self.keyPEM = keyPEM
+    }
+
+    /// Without the key.
+    public var description: String { "InternalCAPayload(key: <redacted>)" }
+}
+
 /// JSON coding shared by the peer API's server and client (dates as ISO 8601 with fractions dropped). Package
 /// visible for the fuzz targets, which decode what a follower decodes.
 package enum PeerJSON {

@@ -71,6 +71,11 @@ public struct PeerClient: Sendable {
         return payload
     }
 
+    /// The peer's internal CA (only a standby the peer lists with `role: standby` gets it; others get 403).
+    public func internalCA() async throws(PeerError) -> InternalCAPayload {
+        try await get("/v1/internal-ca", operation: "internal CA", limit: Limit.account, timeout: requestTimeout)
+    }
+
     /// The peer's ACME account.
     public func account() async throws(PeerError) -> AccountPayload {
         try await get("/v1/account", operation: "account", limit: Limit.account, timeout: requestTimeout)

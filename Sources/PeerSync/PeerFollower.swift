@@ -39,6 +39,7 @@ public struct PeerFollower: Sendable {
         log[metadataKey: "peer"] = "\(client.peerName)"
         var known: SyncIndex?
         var failures = 0
+        var askedForInternalCA = false
         while !Task.isCancelled {
             do {
                 let catalog = try await client.catalog(after: known, wait: known == nil ? .zero : longPoll)
@@ -56,6 +57,11 @@ public struct PeerFollower: Sendable {
                 }
                 failures = 0
                 await reconcile(catalog)
+                if catalog.role == "renewer", !askedForInternalCA, await installer.needsInternalCA {
+                    // Until it is had or refused (the renewer does not list this node as a standby); a renewer
+                    // without a CA yet is asked again at its next answer (its first install moves its index).
+                    askedForInternalCA = await installer.adoptInternalCA(from: client) != .unavailable
+                }
                 known = catalog.index
             } catch {
                 if Task.isCancelled { return }

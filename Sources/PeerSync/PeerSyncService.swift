@@ -100,7 +100,8 @@ public final class PeerSyncService: Service, Sendable {
         let logger = log
         let local = LocalNode(name: setup.nodeName, role: setup.cluster.role.rawValue, store: setup.store, acmeDirectoryURL: setup.configuration.acme.directoryURL)
         let longPoll = Duration.clampedSeconds(min(setup.cluster.longPollTimeout, setup.cluster.antiEntropyInterval))
-        let api = PeerAPI(local: local, index: index, maximumWait: .seconds(600))
+        let api = PeerAPI(
+            local: local, index: index, maximumWait: .seconds(600), internalCAReaders: PeerAllowList(cluster: setup.cluster).internalCAReaders)
         let watcher = StoreWatcher(directories: ["\(setup.store.root)/live", "\(setup.store.root)/accounts"], debounce: .milliseconds(10), logger: logger)
         let changes = try watcher.changes()
         var httpConfiguration = HTTPClient.Configuration(tlsConfiguration: setup.clientTLS)
@@ -170,6 +171,6 @@ public struct PeerSyncSetupError: Error, Sendable, CustomStringConvertible {
 extension PeerAllowList {
     /// The nodes in `cluster.peers`, each at its configured address: the clients this node's peer API serves.
     public init(cluster: ClusterSettings) {
-        self.init(peers: cluster.peers.map { Peer(name: $0.name, hosts: [$0.address.host]) })
+        self.init(peers: cluster.peers.map { Peer(name: $0.name, hosts: [$0.address.host], mayFetchInternalCA: $0.role == .standby) })
     }
 }

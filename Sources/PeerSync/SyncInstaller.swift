@@ -150,6 +150,50 @@ public actor SyncInstaller {
         return .installed(serial: meta.serial, failedHooks: failed)
     }
 
+    /// Whether this node should ask a renewer for its internal CA: a standby with `issuer: internal` certificates
+    /// and no root of its own, which could not take them over otherwise.
+    public var needsInternalCA: Bool {
+        guard configuration.cluster?.role == .standby, !configuration.internalCertificates.isEmpty else { return false }
+        return ((try? InternalCADirectory(stateDirectory: store.root).loadRoot()) ?? nil) == nil
+    }
+
+    /// What became of asking a renewer for its internal CA.
+    public enum InternalCAAdoption: Sendable, Equatable {
+        /// Installed (or this node has a root already).
+        case adopted
+        /// The renewer refused (403: it does not list this node with `role: standby`); asking again will not help.
+        case refused
+        /// Not now (no CA there yet, a network failure): ask again at the renewer's next answer.
+        case unavailable
+    }
+
+    /// Fetches and installs the renewer's internal CA (see ``needsInternalCA``), under the store lock.
+    public func adoptInternalCA(from peer: PeerClient) async -> InternalCAAdoption {
+        var log = logger
+        log[metadataKey: "peer"] = "\(peer.peerName)"
+        guard needsInternalCA else { return .adopted }
+        let payload: InternalCAPayload
+        do {
+            payload = try await peer.internalCA()
+        } catch {
+            let refused = error.reason.hasPrefix("HTTP 403")
+            log.log(level: refused ? .warning : .info, "the renewer's internal CA is not to be had; this standby cannot take over internal certificates yet",
+                    metadata: ["error": "\(error)"])
+            return refused ? .refused : .unavailable
+        }
+        do {
+            let lock = try await store.acquireLock(timeout: .clampedSeconds(configuration.renew.lockTimeout))
+            defer { lock.release() }
+            if try InternalCADirectory(stateDirectory: store.root).adopt(rootPEM: payload.rootPEM, keyPEM: payload.keyPEM, source: "peer \(peer.peerName)") {
+                log.notice("adopted the renewer's internal CA: this standby can take over internal certificates")
+            }
+            return .adopted
+        } catch {
+            log.warning("cannot adopt the renewer's internal CA", metadata: ["error": "\(error)"])
+            return .refused
+        }
+    }
+
     /// Copies the peer's ACME account when this node has no registered account for the same directory.
     /// - Returns: Whether an account was saved.
     public func adoptAccount(_ entry: CatalogAccount, from peer: PeerClient) async -> Bool {

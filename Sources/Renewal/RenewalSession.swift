@@ -153,12 +153,19 @@ actor InternalIssuer {
         if let loaded { return loaded }
         if let clusterRole, clusterRole != .renewer {
             guard let existing = try directory.load() else {
-                throw InternalCAError(
-                    code: .missing, subject: directory.path,
-                    detail: "no internal CA here, and a cluster \(clusterRole.rawValue) does not create one (its certificates would not chain to the renewer's root): copy this directory from the renewer, keeping root.key at mode 0600")
+                let detail = clusterRole == .standby
+                    ? "no internal CA here yet, and a standby does not create one (its certificates would not chain to the renewer's root): the renewer sends its root to the standbys its cluster.peers lists with role: standby"
+                    : "a cluster follower does not issue internal certificates: they come from the renewer by peer sync"
+                throw InternalCAError(code: .missing, subject: directory.path, detail: detail)
             }
             loaded = existing
             return existing
+        }
+        // A node that pinned a peer's root (it installed that root's certificates) never starts a second one.
+        if try directory.loadRoot() == nil, let pinned = try directory.acceptedPeerRoot() {
+            throw InternalCAError(
+                code: .missing, subject: directory.peerRootPath,
+                detail: "this cluster's internal root ('\(pinned.certificate.subject)') came from a peer and its key is not here; a second root would split the cluster: is another node the renewer?")
         }
         var generator = SystemRandomNumberGenerator()
         let (ca, created) = try directory.loadOrCreate(

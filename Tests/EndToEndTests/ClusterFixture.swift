@@ -18,6 +18,7 @@ final class ClusterFixture: @unchecked Sendable {
     private var roles: [Int: String] = [:]
     private var clusterExtra = ""
     private var certificatesExtra = ""
+    private var topLevelExtra = ""
     private var frontendsExtra = ""
 
     static let certificateName = "web"
@@ -40,11 +41,12 @@ final class ClusterFixture: @unchecked Sendable {
     ///   - pebbleOptionsByNode: Options for particular nodes' Pebbles.
     ///   - clusterExtra: Extra YAML lines under `cluster:` (indented two spaces).
     ///   - certificatesExtra: Extra `certificates:` entries (indented two spaces).
+    ///   - topLevelExtra: Extra top-level sections (`internal_ca:`, …).
     ///   - frontendsExtra: Extra `proxy.frontends:` entries (indented four spaces); `$ADDRESS` is the node's address.
     static func make(
         label: String, roles: [String], pebbleOn: [Int], pebbleOptions: PebbleServer.Options = PebbleServer.Options(alwaysValid: true),
         pebbleOptionsByNode: [Int: PebbleServer.Options] = [:], clusterExtra: String = "", certificatesExtra: String = "",
-        frontendsExtra: String = ""
+        frontendsExtra: String = "", topLevelExtra: String = ""
     ) async throws -> ClusterFixture {
         let network = try await TestNetwork.create(nodes: roles.count, label: label)
         let fixture: ClusterFixture
@@ -52,6 +54,7 @@ final class ClusterFixture: @unchecked Sendable {
             fixture = ClusterFixture(network: network, work: try TemporaryDirectory(name: "cluster-\(label)"), binary: try CLI.executablePath())
             fixture.clusterExtra = clusterExtra
             fixture.certificatesExtra = certificatesExtra
+            fixture.topLevelExtra = topLevelExtra
             fixture.frontendsExtra = frontendsExtra
             for (offset, role) in roles.enumerated() { fixture.roles[offset + 1] = role }
             for index in pebbleOn {
@@ -96,7 +99,7 @@ final class ClusterFixture: @unchecked Sendable {
         let me = node(index)
         let caBundle = (pebbles[index] ?? pebbles.values.first)?.caBundlePath ?? "/etc/ssl/certs/ca-certificates.crt"
         let peers = network.nodes.filter { $0.index != index }
-            .map { "    - {name: n\($0.index), address: \"\($0.address):\(Self.peerPort)\"}" }.joined(separator: "\n")
+            .map { "    - {name: n\($0.index), address: \"\($0.address):\(Self.peerPort)\", role: \(roles[$0.index] ?? "follower")}" }.joined(separator: "\n")
         let yaml = """
             state_dir: \(stateDirectory(index))
             node_name: n\(index)
@@ -107,6 +110,7 @@ final class ClusterFixture: @unchecked Sendable {
               random_sleep: 0
               http01_listen: "127.0.0.1:5002"
               lock_timeout: 30s
+            \(topLevelExtra)
             certificates:
               - name: \(Self.certificateName)
                 domains: [\(Self.domain)]
@@ -211,11 +215,11 @@ final class ClusterFixture: @unchecked Sendable {
 func withCluster(
     label: String, roles: [String], pebbleOn: [Int], pebbleOptions: PebbleServer.Options = PebbleServer.Options(alwaysValid: true),
     pebbleOptionsByNode: [Int: PebbleServer.Options] = [:], clusterExtra: String = "", certificatesExtra: String = "",
-    frontendsExtra: String = "", _ body: (ClusterFixture) async throws -> Void
+    frontendsExtra: String = "", topLevelExtra: String = "", _ body: (ClusterFixture) async throws -> Void
 ) async throws {
     let fixture = try await ClusterFixture.make(
         label: label, roles: roles, pebbleOn: pebbleOn, pebbleOptions: pebbleOptions, pebbleOptionsByNode: pebbleOptionsByNode,
-        clusterExtra: clusterExtra, certificatesExtra: certificatesExtra, frontendsExtra: frontendsExtra)
+        clusterExtra: clusterExtra, certificatesExtra: certificatesExtra, frontendsExtra: frontendsExtra, topLevelExtra: topLevelExtra)
     do {
         try await body(fixture)
     } catch {

@@ -1,3 +1,5 @@
+import CertStore
+import Logging
 import CertkeeperTestSupport
 import Foundation
 import Testing
@@ -130,6 +132,45 @@ struct ClusterSyncTests {
             let status = try await cluster.cli(3, ["status", "--cluster"])
             #expect(status.exitCode == 1, "\(status.stdout)")
             #expect(status.stdout.contains("2 nodes are the renewer (n1, n2)"), "\(status.stdout)")
+        }
+    }
+
+    @Test("a standby bootstrapped as the README says gets the renewer's internal CA and takes over an internal certificate on its first try")
+    func standbyTakesOverInternal() async throws {
+        // 1-hour leaves (the shortest allowed) due 10 s after issuance: renew_before 59m50s.
+        let internalCertificate = "  - {name: local, issuer: internal, domains: [local.internal], renew_before: 59m50s}"
+        try await withCluster(
+            label: "stbyint", roles: ["renewer", "follower", "standby"], pebbleOn: [],
+            clusterExtra: "  takeover_after: 4s\n  takeover_margin: 0", certificatesExtra: internalCertificate,
+            topLevelExtra: "internal_ca: {leaf_lifetime: 1h}"
+        ) { cluster in
+            for index in 1...3 { try await cluster.startDaemon(index) }
+            func live(_ index: Int) -> CertificateMeta? {
+                (try? CertificateStore(root: cluster.stateDirectory(index), logger: Logger(label: "test")).meta(name: "local")) ?? nil
+            }
+            func rootPEM(_ index: Int) -> String? { try? String(contentsOfFile: "\(cluster.stateDirectory(index))/internal-ca/root.pem", encoding: .utf8) }
+            // The renewer issues at start; the standby, listed by the renewer with role: standby, adopts its CA.
+            let adopted = await cluster.eventually(timeout: 30) { rootPEM(3) != nil && live(3) != nil }
+            #expect(adopted, "n3: \(cluster.daemonLog(3))")
+            #expect(rootPEM(3) == rootPEM(1), "the standby's root is not the renewer's")
+            #expect(cluster.fullDaemonLog(3).contains("adopted the renewer's internal CA"))
+            #expect(rootPEM(2) == nil, "a follower got the internal CA")
+            let s1 = try #require(live(1)).serial
+
+            // The renewer stops; once the certificate is due the standby renews it from the same root, first try.
+            await cluster.stopDaemon(1)
+            let tookOver = await cluster.eventually(timeout: 60) { live(3)?.issuedBy == "n3" }
+            #expect(tookOver, "the standby did not take over:\n\(cluster.daemonLog(3))")
+            #expect(!cluster.fullDaemonLog(3).contains("no internal CA here"), "\(cluster.daemonLog(3))")
+            let s2 = try #require(live(3)).serial
+            #expect(s2 != s1)
+            let followerGot = await cluster.eventually(timeout: 30) { live(2)?.serial == s2 }
+            #expect(followerGot, "the follower did not install the standby's certificate:\n\(cluster.daemonLog(2))")
+
+            // The renewer returns: it asks its peers before issuing and adopts the standby's certificate.
+            try await cluster.startDaemon(1)
+            let back = await cluster.eventually(timeout: 30) { live(1)?.serial == s2 }
+            #expect(back, "n1 holds \(live(1).map { "\($0.serial) from \($0.issuedBy)" } ?? "nothing"):\n\(cluster.daemonLog(1))")
         }
     }
 

@@ -5,6 +5,7 @@ import CertkeeperTestSupport
 import ClusterTrust
 import Crypto
 import Foundation
+import InternalCA
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -342,6 +343,42 @@ struct PeerSyncLoopbackTests {
             }
         }
         await api.stop()
+    }
+
+    @Test("the internal CA goes only to the peers listed with role: standby; others get 403 and no key")
+    func internalCAOnlyToStandbys() async throws {
+        let cluster = try LoopbackCluster()
+        let renewer = try cluster.node("n1")
+        let directory = InternalCADirectory(stateDirectory: renewer.store.root)
+        var generator = SystemRandomNumberGenerator()
+        _ = try directory.loadOrCreate(name: "test internal CA", lifetime: 86_400 * 30, now: Date(), generator: &generator)
+        let api = PeerAPI(
+            local: LocalNode(name: "n1", role: "renewer", store: renewer.store, acmeDirectoryURL: nil),
+            index: ChangeIndex(initial: SyncIndex(epoch: "abc", counter: 1)), maximumWait: .seconds(1), internalCAReaders: ["n3"])
+        let refused = await api.respond(method: "GET", uri: "/v1/internal-ca", peer: "n2", logger: LoopbackCluster.logger)
+        #expect(refused.status == 403)
+        #expect(!String(decoding: refused.body, as: UTF8.self).contains("PRIVATE KEY"))
+        let served = await api.respond(method: "GET", uri: "/v1/internal-ca", peer: "n3", logger: LoopbackCluster.logger)
+        #expect(served.status == 200)
+        let payload = try PeerJSON.decoder.decode(InternalCAPayload.self, from: served.body)
+        #expect(payload.keyPEM.contains("PRIVATE KEY") && !"\(payload)".contains("PRIVATE KEY"))
+
+        // A standby adopts it once; a second adoption changes nothing, and a foreign root is refused.
+        let standby = try cluster.node("n3")
+        let standbyCA = InternalCADirectory(stateDirectory: standby.store.root)
+        #expect(try standbyCA.adopt(rootPEM: payload.rootPEM, keyPEM: payload.keyPEM, source: "peer n1"))
+        #expect(try standbyCA.load()?.root.der == directory.load()?.root.der)
+        #expect(try !standbyCA.adopt(rootPEM: payload.rootPEM, keyPEM: payload.keyPEM, source: "peer n1"))
+        let other = try cluster.node("n4")
+        let otherCA = InternalCADirectory(stateDirectory: other.store.root)
+        _ = try otherCA.loadOrCreate(name: "another CA", lifetime: 86_400, now: Date(), generator: &generator)
+        let mismatched = try #require(try otherCA.load())
+        do {
+            try InternalCADirectory(stateDirectory: cluster.directory.path + "/n5").adopt(rootPEM: payload.rootPEM, keyPEM: mismatched.keyPEM, source: "peer n1")
+            Issue.record("a key that does not match the root was adopted")
+        } catch {
+            #expect(error.code == .keyMismatch)
+        }
     }
 
     @Test("a long-poll asking for a wait no clock can hold is refused with 400, and the API keeps serving")
