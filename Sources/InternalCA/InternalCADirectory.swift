@@ -45,12 +45,17 @@ public struct InternalCADirectory: Sendable {
     /// - Returns: The root, or `nil` when none has been created.
     /// - Throws: ``InternalCAError`` with code `malformed` or `io`.
     public func loadRoot() throws(InternalCAError) -> InternalRoot? {
-        guard let text = try Self.read(certificatePath) else { return nil }
+        try Self.readRoot(certificatePath)
+    }
+
+    /// The root certificate in the PEM file at `path`, or `nil` when there is none.
+    static func readRoot(_ path: String) throws(InternalCAError) -> InternalRoot? {
+        guard let text = try read(path) else { return nil }
         do {
             let certificate = try Certificate(pemEncoded: text)
             return InternalRoot(certificate: certificate, der: try certificate.derBytes())
         } catch {
-            throw InternalCAError(code: .malformed, subject: certificatePath, detail: "not a PEM certificate: \(error)")
+            throw InternalCAError(code: .malformed, subject: path, detail: "not a PEM certificate: \(error)")
         }
     }
 
@@ -115,13 +120,7 @@ public struct InternalCADirectory: Sendable {
     /// - Throws: ``InternalCAError`` with code `malformed` or `io`.
     public func acceptedPeerRoot() throws(InternalCAError) -> InternalRoot? {
         if let own = try loadRoot() { return own }
-        guard let text = try Self.read(peerRootPath) else { return nil }
-        do {
-            let certificate = try Certificate(pemEncoded: text)
-            return InternalRoot(certificate: certificate, der: try certificate.derBytes())
-        } catch {
-            throw InternalCAError(code: .malformed, subject: peerRootPath, detail: "not a PEM certificate: \(error)")
-        }
+        return try Self.readRoot(peerRootPath)
     }
 
     /// Installs the renewer's CA on a standby that has none: checked (a self-signed CA certificate, the key

@@ -46,6 +46,31 @@ public struct PeerAPI: Sendable {
     ///   - peer: The client's node name, for logs.
     ///   - logger: Where requests are logged (debug) and failures (warning).
     public func respond(method: String, uri: String, peer: String, logger: Logger) async -> Response {
+        await respond(method: method, uri: uri, peer: peer, logger: logger, heartbeat: nil)
+    }
+
+    /// How often a long-poll that was asked for heartbeats sends one (``heartbeatHeader``): a follower that hears
+    /// nothing for ``heartbeatIdleLimit`` knows the connection is dead (a silent partition sends no RST).
+    public static let heartbeatInterval: Duration = .seconds(2)
+    /// The silence after which a heartbeat-sending long-poll counts as dead: three missed heartbeats.
+    public static let heartbeatIdleLimit: Duration = .seconds(6)
+    /// The request and response header that asks for and announces heartbeats (whitespace before the JSON).
+    public static let heartbeatHeader = "x-certkeeper-heartbeat"
+
+    /// Whether `uri` is a long-poll that will wait (`/v1/catalog` with a valid `after` and a positive `wait`): only
+    /// those are answered with heartbeats, so nothing else can fail after its 200 head has gone out.
+    public func isWaitingLongPoll(_ uri: String) -> Bool {
+        guard let components = URLComponents(string: uri), components.path == "/v1/catalog" else { return false }
+        let query = Dictionary((components.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { first, _ in first })
+        guard let after = query["after"].flatMap(SyncIndex.init), let wait = query["wait"].flatMap(Self.requestedWait) else { return false }
+        return wait > .zero && after == index.current
+    }
+
+    /// Answers one request; while a long-poll waits, calls `heartbeat` every ``heartbeatInterval`` (it throws when
+    /// the client is gone, which ends the wait).
+    public func respond(
+        method: String, uri: String, peer: String, logger: Logger, heartbeat: (@Sendable () async throws -> Void)?
+    ) async -> Response {
         guard method == "GET" else { return Self.error(405, "only GET is served") }
         guard let components = URLComponents(string: uri) else { return Self.error(400, "malformed request target") }
         let segments = components.path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map(String.init)
@@ -65,7 +90,14 @@ public struct PeerAPI: Sendable {
                     }
                     wait = min(requested, maximumWait)
                 }
-                let now = await index.wait(after: after, timeout: wait)
+                var now = await index.wait(after: after, timeout: heartbeat == nil ? wait : min(wait, Self.heartbeatInterval))
+                if let heartbeat, let after {
+                    let deadline = ContinuousClock.now + wait
+                    while now == after, ContinuousClock.now < deadline, !Task.isCancelled {
+                        try await heartbeat()
+                        now = await index.wait(after: after, timeout: min(Self.heartbeatInterval, ContinuousClock.now.duration(to: deadline)))
+                    }
+                }
                 return try Self.json(local.catalog(index: now))
             case let path where path.count == 3 && path[0] == "v1" && path[1] == "certificates":
                 let name = path[2]

@@ -103,7 +103,20 @@ public final class PeerAPIServer: Sendable {
                         head = nil
                         let response: PeerAPI.Response
                         var refused = false
-                        if case .admitted(let peer) = admission {
+                        if case .admitted(let peer) = admission, request.headers.contains(name: PeerAPI.heartbeatHeader),
+                           request.method == .GET, api.isWaitingLongPoll(request.uri)
+                        {
+                            // A long-poll with heartbeats: the head now, a space every 2 s while waiting (JSON allows
+                            // leading whitespace), then the catalogue. A follower hearing nothing for 6 s knows.
+                            try await writeStreamingHead(outbound, request: request)
+                            let answer = await api.respond(
+                                method: request.method.rawValue, uri: request.uri, peer: peer, logger: logger,
+                                heartbeat: { try await outbound.write(.body(.byteBuffer(ByteBuffer(string: " ")))) })
+                            try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: answer.body))))
+                            try await outbound.write(.end(nil))
+                            if !request.isKeepAlive { return }
+                            continue
+                        } else if case .admitted(let peer) = admission {
                             response = await api.respond(method: request.method.rawValue, uri: request.uri, peer: peer, logger: logger)
                         } else {
                             // Before any route: a refused client learns nothing but why.
@@ -127,6 +140,19 @@ public final class PeerAPIServer: Sendable {
         } catch {
             logger.debug("peer connection ended", metadata: ["error": "\(error)"])
         }
+    }
+
+    /// The 200 head of a heartbeat long-poll: chunked, announcing the heartbeats.
+    private func writeStreamingHead(
+        _ outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, request: HTTPRequestHead
+    ) async throws {
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: "application/json")
+        headers.add(name: "transfer-encoding", value: "chunked")
+        headers.add(name: "cache-control", value: "no-store")
+        headers.add(name: PeerAPI.heartbeatHeader, value: "\(PeerAPI.heartbeatInterval.components.seconds)")
+        if !request.isKeepAlive { headers.add(name: "connection", value: "close") }
+        try await outbound.write(.head(HTTPResponseHead(version: request.version, status: .ok, headers: headers)))
     }
 
     /// The allow-list's decision for a connection, logged once per reason and minute when it refuses (any holder of a

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 
@@ -38,6 +39,9 @@ public struct PeerClient: Sendable {
     private let http: HTTPClient
     /// The longest a request may take (a long-poll: its wait plus this).
     private let requestTimeout: Duration
+    /// Whether this peer's long-polls have sent heartbeats: then a long-poll's head must come within
+    /// ``PeerAPI/heartbeatIdleLimit`` too, and silence that long means the connection is dead.
+    private let heartbeatsSeen = NIOLockedValueBox(false)
 
     /// Creates a client for a peer at `host:port`.
     /// - Parameter timeout: The longest a request may take, beyond a long-poll's wait (15 s by default).
@@ -55,7 +59,10 @@ public struct PeerClient: Sendable {
             let seconds = Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18
             target += "?after=\(after)&wait=\(String(format: "%.3f", seconds))"
         }
-        let catalog: PeerCatalog = try await get(target, operation: "catalog", limit: Limit.catalog, timeout: wait + requestTimeout)
+        // A long-poll asks for heartbeats; a peer known to send them must answer its head at once.
+        let longPoll = after != nil && wait > .zero
+        let timeout = longPoll && heartbeatsSeen.withLockedValue({ $0 }) ? PeerAPI.heartbeatIdleLimit : wait + requestTimeout
+        let catalog: PeerCatalog = try await get(target, operation: "catalog", limit: Limit.catalog, timeout: timeout, heartbeats: longPoll)
         guard catalog.node == peerName else {
             throw PeerError(peer: peerName, operation: "catalog", reason: "the node answering calls itself '\(catalog.node.prefix(64))'")
         }
@@ -81,17 +88,32 @@ public struct PeerClient: Sendable {
         try await get("/v1/account", operation: "account", limit: Limit.account, timeout: requestTimeout)
     }
 
-    private func get<T: Decodable>(_ target: String, operation: String, limit: Int, timeout: Duration) async throws(PeerError) -> T {
+    /// - Parameters:
+    ///   - timeout: How long the response's head may take.
+    ///   - heartbeats: Ask for heartbeats (a long-poll); when the answer announces them, a body silent for
+    ///     ``PeerAPI/heartbeatIdleLimit`` fails the request.
+    private func get<T: Decodable>(_ target: String, operation: String, limit: Int, timeout: Duration, heartbeats: Bool = false) async throws(PeerError) -> T {
         func failure(_ reason: String) -> PeerError { PeerError(peer: peerName, operation: operation, reason: reason) }
         let body: ByteBuffer
         let status: HTTPResponseStatus
         do {
-            let response = try await http.execute(HTTPClientRequest(url: baseURL + target), timeout: timeout.timeAmount)
+            var request = HTTPClientRequest(url: baseURL + target)
+            if heartbeats { request.headers.add(name: PeerAPI.heartbeatHeader, value: "\(PeerAPI.heartbeatInterval.components.seconds)") }
+            let response = try await http.execute(request, timeout: timeout.timeAmount)
             status = response.status
             if let length = response.headers.first(name: "content-length").flatMap(Int.init), length > limit {
                 throw failure("the answer is \(length) bytes, more than the \(limit) allowed")
             }
-            body = try await response.body.collect(upTo: limit)
+            let streaming = response.headers.contains(name: PeerAPI.heartbeatHeader)
+            if heartbeats { heartbeatsSeen.withLockedValue { $0 = streaming } }
+            if streaming {
+                guard let collected = try await Self.collect(response.body, upTo: limit, idleLimit: PeerAPI.heartbeatIdleLimit) else {
+                    throw failure("no heartbeat for \(PeerAPI.heartbeatIdleLimit): the connection is dead")
+                }
+                body = collected
+            } else {
+                body = try await response.body.collect(upTo: limit)
+            }
         } catch let error as PeerError {
             throw error
         } catch let error as NIOTooManyBytesError {
@@ -108,6 +130,31 @@ public struct PeerClient: Sendable {
             return try PeerJSON.decoder.decode(T.self, from: Data(body.readableBytesView))
         } catch {
             throw failure("the answer is not a valid \(T.self): \(Self.describe(error))")
+        }
+    }
+
+    /// The whole body, or `nil` when nothing arrived for `idleLimit` (the peer or the path to it is gone).
+    /// - Throws: `NIOTooManyBytesError` past `limit`, or the body's own error.
+    static func collect(_ body: HTTPClientResponse.Body, upTo limit: Int, idleLimit: Duration) async throws -> ByteBuffer? {
+        let lastProgress = NIOLockedValueBox(ContinuousClock.now)
+        return try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
+            group.addTask {
+                var collected = ByteBuffer()
+                for try await var chunk in body {
+                    lastProgress.withLockedValue { $0 = .now }
+                    guard collected.readableBytes + chunk.readableBytes <= limit else { throw NIOTooManyBytesError(maxBytes: limit) }
+                    collected.writeBuffer(&chunk)
+                }
+                return collected
+            }
+            group.addTask {
+                while true {
+                    try await Task.sleep(for: .milliseconds(500))
+                    if lastProgress.withLockedValue({ ContinuousClock.now - $0 }) > idleLimit { return nil }
+                }
+            }
+            defer { group.cancelAll() }
+            return try await group.next() ?? nil
         }
     }
 

@@ -1,3 +1,4 @@
+import CertkeeperTestSupport
 import CertProxy
 import NIOCore
 import NIOEmbedded

@@ -9,35 +9,6 @@ import NIOPosix
 import NIOSSL
 import X509
 
-/// Log lines kept in memory, so tests can check what was logged without bootstrapping swift-log.
-final class CapturedLogs: Sendable {
-    private let lines = NIOLockedValueBox<[String]>([])
-
-    var all: [String] { lines.withLockedValue { $0 } }
-
-    func append(_ line: String) { lines.withLockedValue { $0.append(line) } }
-
-    var logger: Logger {
-        Logger(label: "certproxy-tests") { _ in CapturingLogHandler(sink: self) }
-    }
-}
-
-struct CapturingLogHandler: LogHandler {
-    let sink: CapturedLogs
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .debug
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        let all = metadata.merging(event.metadata ?? [:]) { _, new in new }
-        let fields = all.keys.sorted().map { "\($0)=\(all[$0]!)" }.joined(separator: " ")
-        sink.append("\(event.level) \(event.message) \(fields)")
-    }
-}
 
 /// A backend for the proxy: echoes every byte (`echo`), or answers any request with a fixed HTTP response
 /// (`http`). On a half-close from the proxy it writes `BYE\n` and closes.

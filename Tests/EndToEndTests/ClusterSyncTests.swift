@@ -91,6 +91,45 @@ struct ClusterSyncTests {
         }
     }
 
+    @Test("a 20 s silent partition is noticed within the heartbeat bound, logged once, and converges within seconds of the heal")
+    func silentPartition() async throws {
+        try await withCluster(label: "silent", roles: ["renewer", "follower"], pebbleOn: [1]) { cluster in
+            for index in 1...2 { try await cluster.startDaemon(index) }
+            let first = try await cluster.cli(1, ["force-renew", ClusterFixture.certificateName])
+            #expect(first.exitCode == 0, "force-renew: \(first.stderr)")
+            let s1 = try #require(cluster.installed(1)).serial
+            #expect(await cluster.waitUntilServed(2, serial: s1), "n2 does not serve \(s1):\n\(cluster.daemonLog(2))")
+            // n2's long-poll on n1 is parked (30 s); the link goes down with no RST.
+            try await Task.sleep(for: .seconds(2))
+            func lostLines() -> Int {
+                cluster.fullDaemonLog(2).split(separator: "\n").filter { $0.contains("peer unreachable; retrying") && $0.contains("peer=n1") }.count
+            }
+            let before = lostLines()
+            let cut = ContinuousClock.now
+            try await cluster.network.setLink(cluster.node(2), up: false)
+            let noticed = await cluster.eventually(timeout: 15) { lostLines() > before }
+            let noticedAfter = ContinuousClock.now - cut
+            #expect(noticed, "the loss of n1 was not logged within 15 s:\n\(cluster.daemonLog(2))")
+            // The stated bound: three missed 2 s heartbeats, plus polling slack.
+            #expect(noticedAfter < .seconds(10), "noticed after \(noticedAfter)")
+
+            // A renewal during the partition, then the heal at 20 s.
+            try await Task.sleep(for: .milliseconds(1100))
+            let second = try await cluster.cli(1, ["force-renew", ClusterFixture.certificateName])
+            #expect(second.exitCode == 0, "force-renew: \(second.stderr)")
+            let s2 = try #require(cluster.installed(1)).serial
+            while ContinuousClock.now - cut < .seconds(20) { try await Task.sleep(for: .milliseconds(200)) }
+            #expect(lostLines() == before + 1, "the loss was logged more than once:\n\(cluster.daemonLog(2))")
+            try await cluster.network.setLink(cluster.node(2), up: true)
+            let healed = ContinuousClock.now
+            #expect(await cluster.waitUntilServed(2, serial: s2, timeout: 15), "n2 did not converge after the heal:\n\(cluster.daemonLog(2))")
+            let converged = ContinuousClock.now - healed
+            // Retries at most every second, a 3 s connect timeout for a try that started before the heal.
+            #expect(converged < .seconds(8), "converged \(converged) after the heal")
+            #expect(cluster.fullDaemonLog(2).contains("peer reachable"))
+        }
+    }
+
     @Test("two nodes left at role: renewer: an error on every node, status --cluster exits 1, and no node installs a leaf of a root it does not trust")
     func twoRenewers() async throws {
         let internalCertificate = "  - {name: local, issuer: internal, domains: [local.internal]}"

@@ -423,7 +423,7 @@ struct PeerSyncLoopbackTests {
         let follower = try cluster.node("n2")
         try cluster.install(on: renewer)
         // n2 may connect from 127.0.0.2 only; n9 holds a certificate from the same cluster CA but is no peer.
-        let logs = CapturedLines()
+        let logs = CapturedLogs()
         let api = try await RunningPeerAPI.start(renewer, peers: [.init(name: "n2", hosts: ["127.0.0.2"])], logger: logs.logger)
         defer { api.task.cancel() }
         let stranger = try cluster.clusterCA.issueIdentity(nodeName: "n9", addresses: [NodeAddress(parsing: "127.0.0.1")])
@@ -521,32 +521,6 @@ struct PeerSyncLoopbackTests {
         print("client shut down after \(ContinuousClock.now - stopping)")
         await api.stop()
         print("API stopped after \(ContinuousClock.now - stopping)")
-    }
-}
-
-/// Log lines in memory, for tests that count what a component logs.
-final class CapturedLines: Sendable {
-    private let lines = NIOLockedValueBox<[String]>([])
-    var all: [String] { lines.withLockedValue { $0 } }
-
-    var logger: Logger {
-        Logger(label: "captured") { _ in CapturingHandler(sink: self) }
-    }
-
-    func append(_ line: String) { lines.withLockedValue { $0.append(line) } }
-
-    struct CapturingHandler: LogHandler {
-        let sink: CapturedLines
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .debug
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-        func log(event: LogEvent) {
-            let fields = (event.metadata ?? [:]).map { "\($0)=\($1)" }.sorted().joined(separator: " ")
-            sink.append("\(event.level) \(event.message) \(fields)")
-        }
     }
 }
 
