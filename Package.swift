@@ -146,6 +146,8 @@ let package = Package(
             dependencies: [
                 "CertStore", "CertkeeperConfig", "Renewal", "StoreWatch", "Listeners", "Durations", "ClusterTrust", "LogThrottle", "InternalCA",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

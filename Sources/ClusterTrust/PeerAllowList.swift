@@ -82,10 +82,12 @@ public struct PeerAllowList: Sendable, Equatable {
         return .admitted(node: peer.name)
     }
 
-    /// The node names a certificate carries: its subject's common name, then its DNS SANs.
+    /// The node name a certificate carries: its subject's common name (what `cluster add-node` writes); only a
+    /// certificate without a valid one is named by its DNS SANs. A host name given to `--address` that happens to
+    /// equal another node's name must not make the certificate count as that node.
     static func nodeNames(of certificate: Certificate) -> [String] {
+        if let commonName = CertificateParsing.commonName(certificate), ClusterNames.nameProblem(commonName) == nil { return [commonName] }
         var names: [String] = []
-        if let commonName = CertificateParsing.commonName(certificate), ClusterNames.nameProblem(commonName) == nil { names.append(commonName) }
         if let alternativeNames = try? certificate.extensions.subjectAlternativeNames {
             for case .dnsName(let name) in alternativeNames where ClusterNames.nameProblem(name) == nil && !names.contains(name) {
                 names.append(name)

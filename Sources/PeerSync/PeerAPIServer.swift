@@ -121,8 +121,9 @@ public final class PeerAPIServer: Sendable {
                         } else {
                             // Before any route: a refused client learns nothing but why.
                             refused = true
-                            let reason = if case .refused(_, let reason) = admission { reason } else { "no verified certificate" }
-                            response = PeerAPI.error(403, "not a peer of this node: \(reason)")
+                            // The check's name only: the reason (which names peers and their addresses) is logged here.
+                            let check = if case .refused(let check, _) = admission { check } else { "certificate" }
+                            response = PeerAPI.error(403, "not a peer of this node (failed check: \(check); this node's log says why)")
                         }
                         var headers = HTTPHeaders()
                         headers.add(name: "content-type", value: "application/json")

@@ -12,6 +12,11 @@ public struct PeerError: Error, Sendable, CustomStringConvertible {
     public var operation: String
     /// What went wrong.
     public var reason: String
+    /// The HTTP status, when the peer answered with an error (403: it does not list this node as a peer).
+    public var status: UInt?
+
+    /// Whether the peer answered and refused this node (403): it is alive, but this node is not its peer.
+    public var isRefusal: Bool { status == 403 }
 
     /// `peer n2: catalog: connection refused`.
     public var description: String { "peer \(peer): \(operation): \(reason)" }
@@ -124,7 +129,9 @@ public struct PeerClient: Sendable {
         }
         guard status == .ok else {
             let message = (try? PeerJSON.decoder.decode([String: String].self, from: Data(body.readableBytesView)))?["error"] ?? ""
-            throw failure("HTTP \(status.code)\(message.isEmpty ? "" : ": \(message.prefix(200))")")
+            var error = failure("HTTP \(status.code)\(message.isEmpty ? "" : ": \(message.prefix(200))")")
+            error.status = status.code
+            throw error
         }
         do {
             return try PeerJSON.decoder.decode(T.self, from: Data(body.readableBytesView))

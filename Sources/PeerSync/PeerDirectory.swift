@@ -17,6 +17,8 @@ public final class PeerDirectory: Sendable {
         public var lastError: String?
         /// The last catalogue received.
         public var catalog: PeerCatalog?
+        /// Whether the peer answers but refuses this node (403): alive, so a standby does not take over from it.
+        public var refusing: Bool = false
     }
 
     private let peers: NIOLockedValueBox<[String: PeerState]>
@@ -49,13 +51,15 @@ public final class PeerDirectory: Sendable {
 
     /// Records a failure.
     /// - Returns: Whether the peer was reachable before (to log the loss once).
+    /// - Parameter refusing: The peer answered 403 (it does not list this node): alive, but serving nothing here.
     @discardableResult
-    public func failed(_ name: String, error: String, at now: Date) -> Bool {
+    public func failed(_ name: String, error: String, at now: Date, refusing: Bool = false) -> Bool {
         peers.withLockedValue { peers in
             var state = peers[name] ?? PeerState(name: name, reachable: false, lastContact: nil, unreachableSince: now, lastError: nil, catalog: nil)
             let wasUp = state.reachable
             if state.reachable || state.unreachableSince == nil { state.unreachableSince = now }
             state.reachable = false
+            state.refusing = refusing
             state.lastError = error
             peers[name] = state
             return wasUp
@@ -74,8 +78,9 @@ public final class PeerDirectory: Sendable {
     /// they differ from the ones last reported), an empty list when a reported conflict has ended, `nil` when
     /// nothing changed. Lets every node log the conflict once, and its end once.
     public func renewerConflictChange() -> [String]? {
-        let now = renewers
-        return reportedConflict.withLockedValue { reported in
+        // One critical section for reading and reporting, so two followers cannot interleave a spurious pair.
+        reportedConflict.withLockedValue { reported in
+            let now = renewers
             let conflict = now.count > 1 ? now : []
             guard conflict != reported else { return nil }
             reported = conflict
@@ -96,7 +101,8 @@ public final class PeerDirectory: Sendable {
     public func renewerSilence(now: Date) -> TimeInterval? {
         peers.withLockedValue { peers in
             let candidates = peers.values.filter { $0.catalog == nil || $0.catalog?.role == "renewer" }
-            if candidates.contains(where: \.reachable) { return nil }
+            // A peer that refuses this node (403) is alive: taking over from it would order what it renews.
+            if candidates.contains(where: { $0.reachable || $0.refusing }) { return nil }
             let since = candidates.compactMap(\.unreachableSince).max() ?? start
             return now.timeIntervalSince(since)
         }

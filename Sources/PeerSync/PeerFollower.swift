@@ -13,6 +13,8 @@ import Logging
 public struct PeerFollower: Sendable {
     /// Retry delays after failures, the last one repeating.
     public static let retryDelays: [Duration] = [.milliseconds(250), .milliseconds(500), .seconds(1)]
+    /// How often a peer that refuses this node (403) is asked again.
+    public static let refusedRetry: Duration = .seconds(30)
 
     let client: PeerClient
     let installer: SyncInstaller
@@ -40,6 +42,7 @@ public struct PeerFollower: Sendable {
         var known: SyncIndex?
         var failures = 0
         var askedForInternalCA = false
+        var refusedLogged = false
         while !Task.isCancelled {
             do {
                 let catalog = try await client.catalog(after: known, wait: known == nil ? .zero : longPoll)
@@ -56,6 +59,9 @@ public struct PeerFollower: Sendable {
                     }
                 }
                 failures = 0
+                refusedLogged = false
+                // A restarted peer (new epoch) may have a new configuration: ask it for the internal CA again.
+                if let known, known.epoch != catalog.index.epoch { askedForInternalCA = false }
                 await reconcile(catalog)
                 if catalog.role == "renewer", !askedForInternalCA, await installer.needsInternalCA {
                     // Until it is had or refused (the renewer does not list this node as a standby); a renewer
@@ -65,6 +71,18 @@ public struct PeerFollower: Sendable {
                 known = catalog.index
             } catch {
                 if Task.isCancelled { return }
+                if error.isRefusal {
+                    // Alive, but it does not list this node (or sees it from another address): a configuration
+                    // error to fix there, not a reason to take over. Said once; asked again every 30 s.
+                    directory.failed(client.peerName, error: "\(error)", at: clock(), refusing: true)
+                    if !refusedLogged {
+                        log.error("peer refuses this node (403): add this node, at the address it connects from, to that peer's cluster.peers", metadata: ["error": "\(error)"])
+                        refusedLogged = true
+                    }
+                    known = nil
+                    try? await Task.sleep(for: Self.refusedRetry)
+                    continue
+                }
                 if directory.failed(client.peerName, error: "\(error)", at: clock()) || failures == 0 {
                     log.warning("peer unreachable; retrying", metadata: ["error": "\(error)"])
                 }

@@ -5,6 +5,8 @@ import Foundation
 import InternalCA
 import Logging
 import Renewal
+import X509
+import SwiftASN1
 
 /// What became of a certificate a peer offered.
 public enum OfferOutcome: Sendable, Equatable {
@@ -28,14 +30,14 @@ public enum OfferOutcome: Sendable, Equatable {
 /// installed something meanwhile. Then the deploy hooks run, as after a renewal.
 public actor SyncInstaller {
     private let configuration: CertkeeperConfiguration
-    private let store: CertificateStore
+    private let store: CertStore.CertificateStore
     private let deploy: DeployPlan
     private let verifier = BundleVerifier()
     private let logger: Logger
     private let clock: @Sendable () -> Date
 
     /// Creates the installer.
-    public init(configuration: CertkeeperConfiguration, store: CertificateStore, environment: [String: String], logger: Logger, clock: @escaping @Sendable () -> Date = Date.init) {
+    public init(configuration: CertkeeperConfiguration, store: CertStore.CertificateStore, environment: [String: String], logger: Logger, clock: @escaping @Sendable () -> Date = Date.init) {
         self.configuration = configuration
         self.store = store
         self.deploy = DeployPlan(configuration: configuration, environment: environment)
@@ -82,24 +84,6 @@ public actor SyncInstaller {
             return reject("\(error)", log)
         }
         let issuedBy = payload.issuedBy.flatMap { StoreName.isValid($0) ? $0 : nil } ?? peer.peerName
-        let internalCA = InternalCADirectory(stateDirectory: store.root)
-        if spec.issuer == .internalCA {
-            // One internal root per cluster: a leaf from another root was issued by a second node acting as the
-            // renewer, and would be served here while this node's clients trust the first root.
-            guard let root = verified.chain.last else { return reject("an internal certificate without its root in the chain", log) }
-            let accepted: InternalRoot?
-            do {
-                accepted = try internalCA.acceptedPeerRoot()
-            } catch {
-                return fail("\(error)", log)
-            }
-            if let accepted, accepted.certificate.publicKey != root.publicKey {
-                return reject(
-                    "its internal certificate chains to another root ('\(root.subject)') than this cluster's ('\(accepted.certificate.subject)'): is a second node configured as the renewer?",
-                    log)
-            }
-        }
-
         let lock: StoreLock
         do {
             lock = try await store.acquireLock(timeout: .clampedSeconds(configuration.renew.lockTimeout))
@@ -112,6 +96,9 @@ public actor SyncInstaller {
         let meta: CertificateMeta
         var record: RenewalRecord
         do {
+            if spec.issuer == .internalCA, let refusal = try checkInternalRoot(verified, name: entry.name) {
+                return reject(refusal, log)
+            }
             if let installed = try store.meta(name: entry.name) {
                 let offered = CatalogCertificate(
                     name: entry.name, serial: verified.serialHex, notBefore: verified.leaf.notValidBefore,
@@ -132,13 +119,6 @@ public actor SyncInstaller {
         } catch {
             return fail("\(error)", log)
         }
-        if spec.issuer == .internalCA, let root = verified.chain.last {
-            do {
-                try internalCA.pinPeerRoot(root)
-            } catch {
-                log.warning("cannot pin the cluster's internal root", metadata: ["error": "\(error)"])
-            }
-        }
         log.info("installed certificate from peer", metadata: [
             "cert.serial": "\(meta.serial)", "cert.not_after": "\(meta.notAfter)", "cert.issued_by": "\(meta.issuedBy)",
         ])
@@ -148,6 +128,31 @@ public actor SyncInstaller {
         record.failedHooks = failed.isEmpty ? nil : failed
         store.saveRenewalRecord(record, name: spec.name, logger: log)
         return .installed(serial: meta.serial, failedHooks: failed)
+    }
+
+    /// One internal root per cluster, checked and pinned under the store lock before the install: the root this
+    /// node accepts is its own, else the pinned one, else the root of the internal certificate already live here
+    /// (a node upgraded with one installed); with none of those, the offered root is pinned now. A leaf from
+    /// another root was issued by a second node acting as the renewer, and is refused.
+    /// - Returns: Why the bundle is refused, or `nil` when its root is this cluster's.
+    private func checkInternalRoot(_ verified: VerifiedBundle, name: String) throws -> String? {
+        guard let root = verified.chain.last else { return "an internal certificate without its root in the chain" }
+        let directory = InternalCADirectory(stateDirectory: store.root)
+        let accepted = try directory.acceptedPeerRoot()
+        var acceptedKey = accepted?.certificate.publicKey
+        var acceptedName = accepted?.certificate.subject.description
+        if acceptedKey == nil, let live = try store.liveBundle(name: name),
+           let liveRoot = (try? PEMDocument.parseMultiple(pemString: live.chainPEM))?.last.flatMap({ try? Certificate(derEncoded: $0.derBytes) }) {
+            acceptedKey = liveRoot.publicKey
+            acceptedName = liveRoot.subject.description
+        }
+        if let acceptedKey {
+            guard acceptedKey == root.publicKey else {
+                return "its internal certificate chains to another root ('\(root.subject)') than this cluster's ('\(acceptedName ?? "?")'): is a second node configured as the renewer?"
+            }
+        }
+        try directory.pinPeerRoot(root)
+        return nil
     }
 
     /// Whether this node should ask a renewer for its internal CA: a standby with `issuer: internal` certificates
@@ -176,7 +181,7 @@ public actor SyncInstaller {
         do {
             payload = try await peer.internalCA()
         } catch {
-            let refused = error.reason.hasPrefix("HTTP 403")
+            let refused = error.isRefusal
             log.log(level: refused ? .warning : .info, "the renewer's internal CA is not to be had; this standby cannot take over internal certificates yet",
                     metadata: ["error": "\(error)"])
             return refused ? .refused : .unavailable
@@ -188,9 +193,13 @@ public actor SyncInstaller {
                 log.notice("adopted the renewer's internal CA: this standby can take over internal certificates")
             }
             return .adopted
-        } catch {
-            log.warning("cannot adopt the renewer's internal CA", metadata: ["error": "\(error)"])
+        } catch let error as InternalCAError where error.code == .keyMismatch || error.code == .malformed {
+            log.warning("the renewer's internal CA is not usable here", metadata: ["error": "\(error)"])
             return .refused
+        } catch {
+            // A lock held by a long renew, an I/O error: ask again at the renewer's next answer.
+            log.info("cannot adopt the renewer's internal CA yet", metadata: ["error": "\(error)"])
+            return .unavailable
         }
     }
 

@@ -10,7 +10,7 @@ public enum CertificateOutcome: Sendable {
     /// Installed, but at least one deploy hook failed (the new certificate stays: it is good).
     case renewedWithHookFailures(CertificateMeta, reason: RenewalReason, failedHooks: [String])
     /// Installed (and deployed), but due again the moment it was issued: `renew_before` is not shorter than the
-    /// lifetime the CA gives. A configuration error: backed off like a failure, so it is not ordered again at once.
+    /// lifetime the CA gives. A configuration error: renewed at half its life (`nextAttempt`) until it is fixed.
     case renewedButDueAgain(CertificateMeta, error: String, nextAttempt: Date)
     /// Not due, but the deploy hooks that failed for the installed certificate were run again.
     case redeployed(CertificateMeta, failedHooks: [String])
@@ -55,7 +55,7 @@ extension CertificateOutcome {
         case .renewedWithHookFailures(let meta, let reason, let hooks):
             "\(name): renewed (\(reason.rawValue)), serial \(meta.serial), but deploy hook(s) failed: \(hooks.joined(separator: ", "))"
         case .renewedButDueAgain(let meta, let error, let next):
-            "\(name): renewed, serial \(meta.serial), but ERROR: \(error) (not ordered again before \(RFC3339.format(next)))"
+            "\(name): renewed, serial \(meta.serial), but ERROR: \(error) (next renewal \(RFC3339.format(next)))"
         case .redeployed(let meta, let failed):
             failed.isEmpty
                 ? "\(name): deploy hooks for serial \(meta.serial) succeeded on retry"

@@ -15,6 +15,12 @@ public struct RenewalRecord: Codable, Sendable, Equatable {
     public var pendingDeploy: String?
     /// Hooks that failed for `pendingDeploy`, for `status`.
     public var failedHooks: [String]?
+    /// Set when the installed certificate was due again the moment it was issued (`renew_before` at or above the
+    /// lifetime the CA gives): the `renew_before` used instead (half that lifetime) until a certificate is issued for
+    /// which the configured one works. With ``configurationError``, which `status` shows.
+    public var renewBeforeCap: Double?
+    /// Why ``renewBeforeCap`` is set, in words.
+    public var configurationError: String?
     /// Serial of a certificate being installed, written before `live/` swaps to it: if the process stops after the
     /// swap, its deploy is owed (see ``owesDeploy(liveSerial:)``); if it stops before, the serial never went live and
     /// this is ignored. Cleared once the install is recorded.

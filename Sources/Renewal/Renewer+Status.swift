@@ -61,7 +61,7 @@ extension Renewer {
                 daysLeft: meta.map { ($0.notAfter.timeIntervalSince(now) / 86_400 * 10).rounded() / 10 },
                 nextRenewal: next,
                 reason: reason.rawValue,
-                lastError: record.backoff?.lastError,
+                lastError: record.backoff?.lastError ?? record.configurationError,
                 failedHooks: record.pendingDeploy == meta?.serial ? record.failedHooks : nil,
                 deployOwed: owed,
                 deployInProgress: busy,

@@ -70,7 +70,9 @@ public final class Renewer: Sendable {
     }
 
     func decision(spec: CertificateSpec, meta: CertificateMeta?, record: RenewalRecord, now: Date) -> RenewalDecision {
-        let policy = RenewalPolicy(renewBefore: spec.renewBefore)
+        // A renew_before the CA's lifetime made impossible is capped (see dueAtIssuance), never a loop.
+        let renewBefore = record.renewBeforeCap.map { cap in spec.renewBefore.map { min($0, cap) } ?? cap } ?? spec.renewBefore
+        let policy = RenewalPolicy(renewBefore: renewBefore)
         guard let meta else { return policy.decide(now: now, validity: nil, backoff: record.backoff) }
         let invalidatedBy: RenewalReason?
         if record.revokedSerial == meta.serial {
@@ -253,23 +255,36 @@ public final class Renewer: Sendable {
     }
 
     /// A certificate that is due the moment it is issued would be ordered again on every check (a standby's every
-    /// few seconds) until the CA's duplicate limit stops it: `renew_before` at or above the lifetime the CA gives.
-    /// That is a configuration error, recorded as a failure with a permanent back-off, so `status` shows it and
-    /// nothing orders the certificate again before the back-off ends.
-    /// - Returns: The outcome to report, or `nil` when the new certificate is not due.
+    /// few seconds) until the CA's duplicate limit stops it: `renew_before` at or above the lifetime the CA gives
+    /// (Let's Encrypt's 160-hour profile with `renew_before: 7d`). That is a configuration error: it is recorded
+    /// (``RenewalRecord/configurationError``, which `status` shows and exits 1 for) and, until a certificate is
+    /// issued for which the configured `renew_before` works, half the lifetime is used instead, so the certificate
+    /// renews at half its life rather than in a loop or at a fixed back-off.
+    /// - Returns: The outcome to report, or `nil` when the configured `renew_before` fits the new certificate.
     func dueAtIssuance(_ spec: CertificateSpec, installed: CertificateMeta, record: inout RenewalRecord, logger: Logger) -> CertificateOutcome? {
         let now = clock()
-        guard case .due(let why) = decision(spec: spec, meta: installed, record: record, now: now) else { return nil }
+        var asConfigured = record
+        asConfigured.renewBeforeCap = nil
+        guard case .due(let why) = decision(spec: spec, meta: installed, record: asConfigured, now: now) else {
+            if record.renewBeforeCap != nil || record.configurationError != nil {
+                record.renewBeforeCap = nil
+                record.configurationError = nil
+                store.saveRenewalRecord(record, name: spec.name, logger: logger)
+            }
+            return nil
+        }
         let lifetime = installed.notAfter.timeIntervalSince(installed.notBefore)
         let setting = spec.renewBefore.map { "renew_before \(Self.days($0))" } ?? "the renewal rule"
-        let message = "the new certificate is due again at once (\(why.rawValue)): \(setting) is not shorter than its lifetime of \(Self.days(lifetime)); lower renew_before for certificates '\(spec.name)'"
-        record.backoff = backoff.recordFailure(previous: nil, now: now, retryAfter: nil, error: message, permanent: true)
+        let message = "the new certificate is due again at once (\(why.rawValue)): \(setting) is not shorter than its lifetime of \(Self.days(lifetime)); renewing at half its life until renew_before is lowered for certificates '\(spec.name)'"
+        record.renewBeforeCap = lifetime / 2
+        record.configurationError = message
         store.saveRenewalRecord(record, name: spec.name, logger: logger)
-        logger.error("certificate due again at issuance; not ordering it again", metadata: [
+        let next = installed.notAfter.addingTimeInterval(-lifetime / 2)
+        logger.error("certificate due again at issuance; renewing it at half its life instead", metadata: [
             "cert.serial": "\(installed.serial)", "renew.reason": "\(why.rawValue)",
-            "cert.lifetime_s": "\(Int(lifetime))", "renew.next_attempt": "\(RFC3339.format(record.backoff!.nextAttempt))",
+            "cert.lifetime_s": "\(Int(lifetime))", "renew.next": "\(RFC3339.format(next))",
         ])
-        return .renewedButDueAgain(installed, error: message, nextAttempt: record.backoff!.nextAttempt)
+        return .renewedButDueAgain(installed, error: message, nextAttempt: next)
     }
 
     /// A span as days with one decimal (`6.7 days`).

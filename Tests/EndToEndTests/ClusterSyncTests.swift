@@ -71,8 +71,8 @@ struct ClusterSyncTests {
             #expect(try await CLI.run(["cluster", "add-node", "n9", "--address", cluster.node(2).address, "--ca-dir", cluster.caDirectory, "--out", outsider]).exitCode == 0)
             let bundleURL = "https://\(cluster.node(3).address):\(ClusterFixture.peerPort)/v1/certificates/\(ClusterFixture.certificateName)"
             for (label, identity, reason) in [
-                ("a node in no peers list", outsider, "node 'n9' is not in this node's cluster.peers"),
-                ("n1's identity from n2's address", cluster.identityFile(1), "node 'n1' connected from \(cluster.node(2).address)"),
+                ("a node in no peers list", outsider, "failed check: peers"),
+                ("n1's identity from n2's address", cluster.identityFile(1), "failed check: address"),
             ] {
                 let refused = try await cluster.network.run(
                     on: cluster.node(2), executable: "/usr/bin/curl",
@@ -134,6 +134,11 @@ struct ClusterSyncTests {
     func twoRenewers() async throws {
         let internalCertificate = "  - {name: local, issuer: internal, domains: [local.internal]}"
         try await withCluster(label: "tworen", roles: ["renewer", "renewer", "follower"], pebbleOn: [], certificatesExtra: internalCertificate) { cluster in
+            // Two roots for certain: each renewer issues from its own before any daemon can hand the other's over.
+            for index in 1...2 {
+                let issued = try await cluster.cli(index, ["force-renew", "local"])
+                #expect(issued.exitCode == 0, "n\(index): \(issued.stderr)")
+            }
             for index in 1...3 { try await cluster.startDaemon(index) }
             func liveRoot(_ index: Int) -> String? {
                 // The internal chain is leaf + root: the root is the last certificate of fullchain.pem.
@@ -162,12 +167,11 @@ struct ClusterSyncTests {
                 let accepted = ownRoot(index) ?? pinnedRoot(index)
                 #expect(accepted != nil && liveRoot(index) == accepted, "n\(index) serves a leaf of a root it does not trust")
             }
-            if let first = ownRoot(1), let second = ownRoot(2), first != second {
-                // Two roots: the renewer with the older leaf is offered the other's newer one and refuses it (and so
-                // does the follower when the newer leaf is not from the root it pinned).
-                let refusals = (1...3).filter { cluster.fullDaemonLog($0).contains("chains to another root") }
-                #expect(!refusals.isEmpty, "no node refused a leaf of the other root")
-            }
+            #expect(ownRoot(1) != nil && ownRoot(2) != nil && ownRoot(1) != ownRoot(2), "two renewers, two roots")
+            // The renewer with the older leaf is offered the other's newer one and refuses it (and so does the
+            // follower when the newer leaf is not from the root it pinned).
+            let refusals = (1...3).filter { cluster.fullDaemonLog($0).contains("chains to another root") }
+            #expect(!refusals.isEmpty, "no node refused a leaf of the other root")
             let status = try await cluster.cli(3, ["status", "--cluster"])
             #expect(status.exitCode == 1, "\(status.stdout)")
             #expect(status.stdout.contains("2 nodes are the renewer (n1, n2)"), "\(status.stdout)")
@@ -176,8 +180,8 @@ struct ClusterSyncTests {
 
     @Test("a standby bootstrapped as the README says gets the renewer's internal CA and takes over an internal certificate on its first try")
     func standbyTakesOverInternal() async throws {
-        // 1-hour leaves (the shortest allowed) due 10 s after issuance: renew_before 59m50s.
-        let internalCertificate = "  - {name: local, issuer: internal, domains: [local.internal], renew_before: 59m50s}"
+        // 1-hour leaves (the shortest allowed) due 30 s after issuance: renew_before 59m30s.
+        let internalCertificate = "  - {name: local, issuer: internal, domains: [local.internal], renew_before: 59m30s}"
         try await withCluster(
             label: "stbyint", roles: ["renewer", "follower", "standby"], pebbleOn: [],
             clusterExtra: "  takeover_after: 4s\n  takeover_margin: 0", certificatesExtra: internalCertificate,
@@ -194,6 +198,13 @@ struct ClusterSyncTests {
             #expect(rootPEM(3) == rootPEM(1), "the standby's root is not the renewer's")
             #expect(cluster.fullDaemonLog(3).contains("adopted the renewer's internal CA"))
             #expect(rootPEM(2) == nil, "a follower got the internal CA")
+            // Asked outright with its own identity, the follower gets 403 and no key.
+            let asked = try await cluster.network.run(
+                on: cluster.node(2), executable: "/usr/bin/curl",
+                arguments: ["-sS", "--max-time", "10", "--cacert", cluster.caDirectory + "/ca.pem", "--cert", cluster.identityFile(2),
+                            "--key", cluster.identityFile(2), "-w", "\n%{http_code}", "https://\(cluster.node(1).address):\(ClusterFixture.peerPort)/v1/internal-ca"],
+                timeout: 30)
+            #expect(asked.stdout.hasSuffix("\n403") && !asked.stdout.contains("PRIVATE KEY"), "\(asked.stdout.suffix(300)) \(asked.stderr)")
             let s1 = try #require(live(1)).serial
 
             // The renewer stops; once the certificate is due the standby renews it from the same root, first try.
@@ -206,10 +217,12 @@ struct ClusterSyncTests {
             let followerGot = await cluster.eventually(timeout: 30) { live(2)?.serial == s2 }
             #expect(followerGot, "the follower did not install the standby's certificate:\n\(cluster.daemonLog(2))")
 
-            // The renewer returns: it asks its peers before issuing and adopts the standby's certificate.
+            // The renewer returns: it asks its peers before issuing and adopts the standby's certificate, issuing none.
             try await cluster.startDaemon(1)
-            let back = await cluster.eventually(timeout: 30) { live(1)?.serial == s2 }
+            let back = await cluster.eventually(timeout: 20) { live(1)?.issuedBy == "n3" }
             #expect(back, "n1 holds \(live(1).map { "\($0.serial) from \($0.issuedBy)" } ?? "nothing"):\n\(cluster.daemonLog(1))")
+            #expect(!cluster.fullDaemonLog(1).split(separator: "\n").contains { $0.contains("renewing cert.domains=local.internal") },
+                     "the returning renewer issued instead of adopting:\n\(cluster.daemonLog(1))")
         }
     }
 

@@ -5,7 +5,7 @@ import Testing
 /// End to end against Debian's real Pebble with 20 % nonce rejection and authorization reuse on.
 @Suite("Renewal against Pebble", .serialized)
 struct PebbleRenewalTests {
-    @Test("renew_before at or above the lifetime Pebble gives: one order and one clear error, then a back-off, not a loop")
+    @Test("renew_before at or above the lifetime Pebble gives: one order and one clear error, then renewal at half the lifetime, not a loop")
     func dueAgainAtIssuanceIsNotReordered() async throws {
         try await withPebble(.init(nonceRejectPercent: 0, authzReusePercent: 0, alwaysValid: true, certificateValidityPeriod: 86_400)) { pebble in
             let install = try Installation(
@@ -24,11 +24,12 @@ struct PebbleRenewalTests {
             #expect(errors.count == 1, "one error line: \(errors)")
             let serial = try install.serial("short")
 
-            // The next runs find it backing off: no second order, exit 1, and status shows why.
+            // The next runs find it not due until half its life (12 h here): no second order, and status keeps
+            // saying why (exit 1) until renew_before is fixed.
             for _ in 0..<3 {
                 let again = try await install.run(["renew", "--no-random-sleep"])
-                #expect(again.exitCode == 1)
-                #expect(again.stdout.contains("backing off") && again.stdout.contains("renew_before"), "\(again.stdout)")
+                #expect(again.exitCode == 0, "\(again.stdout) \(again.stderr)")
+                #expect(again.stdout.contains("short: not due until"), "\(again.stdout)")
             }
             #expect(try install.serial("short") == serial, "ordered again")
             let versions = try FileManager.default.contentsOfDirectory(atPath: "\(install.stateDirectory)/archive/short").filter { $0.hasPrefix("v") }

@@ -441,21 +441,25 @@ struct PeerSyncLoopbackTests {
                 throw error
             }
         }
-        let cases: [(String, TLSConfiguration, String)] = [
-            ("a node not in peers", stranger.makeClientTLSConfiguration(), "node 'n9' is not in this node's cluster.peers"),
-            ("no clientAuth", noClientAuth, "no clientAuth extended key usage"),
-            ("the right node from the wrong address", follower.identity.makeClientTLSConfiguration(), "node 'n2' connected from 127.0.0.1, not from its configured address 127.0.0.2"),
+        let cases: [(String, TLSConfiguration, String, String)] = [
+            ("a node not in peers", stranger.makeClientTLSConfiguration(), "peers", "node 'n9' is not in this node's cluster.peers"),
+            ("no clientAuth", noClientAuth, "clientAuth", "no clientAuth extended key usage"),
+            ("the right node from the wrong address", follower.identity.makeClientTLSConfiguration(), "address",
+             "node 'n2' connected from 127.0.0.1, not from its configured address 127.0.0.2"),
         ]
-        for (label, tls, reason) in cases {
-            for target in ["/v1/certificates/web", "/v1/account", "/v1/catalog"] {
+        for (label, tls, check, _) in cases {
+            for target in ["/v1/certificates/web", "/v1/account", "/v1/catalog", "/v1/internal-ca"] {
                 let (status, body) = try await get(tls, target)
                 #expect(status == 403, "\(label) \(target): \(status) \(body.prefix(200))")
-                #expect(body.contains(reason), "\(label): \(body)")
-                #expect(!body.contains("PRIVATE KEY") && !body.contains("sync.example"), "\(label) learned something: \(body)")
+                #expect(body.contains("failed check: \(check)"), "\(label): \(body)")
+                // The body names no peer and no address (that is for this node's log), and holds nothing else.
+                #expect(!body.contains("127.0.0.2") && !body.contains("n9") && !body.contains("PRIVATE KEY") && !body.contains("sync.example"),
+                        "\(label) learned something: \(body)")
             }
         }
         let refusals = logs.all.filter { $0.contains("refused a peer API client: 403") }
-        #expect(refusals.count == 3, "one line per reason: \(refusals)")
+        #expect(refusals.count == 3, "one line per check: \(refusals)")
+        for (_, _, _, reason) in cases { #expect(refusals.contains { $0.contains(reason) }, "the log says why: \(reason)") }
 
         // The same follower certificate from its configured address is served (curl binds 127.0.0.2 as the source).
         let identityFile = try cluster.directory.write(follower.identity.pemRepresentation, to: "n2-identity.pem")
