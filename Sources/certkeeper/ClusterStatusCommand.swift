@@ -49,7 +49,10 @@ enum ClusterStatusCommand {
         let formatter = ISO8601DateFormatter()
         for report in reports {
             guard report.reachable else {
-                rows.append([report.node, report.address, "unreachable", "-", "-", "-", "-", String((report.error ?? "").prefix(60))])
+                // A 403 is an answer: that node does not list this one in its cluster.peers.
+                let refused = report.error?.contains("HTTP 403") == true
+                rows.append([report.node, report.address, refused ? "refused" : "unreachable", "-", "-", "-", "-",
+                             refused ? "does not list this node in its cluster.peers" : String((report.error ?? "").prefix(60))])
                 continue
             }
             if report.certificates.isEmpty {
