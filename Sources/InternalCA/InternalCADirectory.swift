@@ -103,13 +103,7 @@ public struct InternalCADirectory: Sendable {
     ) throws(InternalCAError) -> (ca: InternalCA, created: Bool) {
         if let existing = try load() { return (existing, false) }
         let ca = try InternalCA.generate(name: name, lifetime: lifetime, now: now, generator: &generator)
-        try Self.makeDirectory(path)
-        do {
-            try AtomicFile.write(Array(ca.keyPEM.utf8), to: keyPath, mode: 0o600)
-            try AtomicFile.write(Array(ca.root.pem.utf8), to: certificatePath, mode: 0o644)
-        } catch {
-            throw InternalCAError(code: .io, subject: path, detail: "cannot write the new root: \(error)")
-        }
+        try write(ca, what: "the new root")
         return (ca, true)
     }
 
@@ -148,13 +142,7 @@ public struct InternalCADirectory: Sendable {
         if let pinned = try acceptedPeerRoot(), pinned.certificate.publicKey != root.certificate.publicKey {
             throw InternalCAError(code: .keyMismatch, subject: source, detail: "its root is not the one this node pinned (\(peerRootPath))")
         }
-        try Self.makeDirectory(path)
-        do {
-            try AtomicFile.write(Array(ca.keyPEM.utf8), to: keyPath, mode: 0o600)
-            try AtomicFile.write(Array(ca.root.pem.utf8), to: certificatePath, mode: 0o644)
-        } catch {
-            throw InternalCAError(code: .io, subject: path, detail: "cannot write the adopted root: \(error)")
-        }
+        try write(ca, what: "the adopted root")
         return true
     }
 
@@ -173,6 +161,18 @@ public struct InternalCADirectory: Sendable {
     }
 
     // MARK: Files
+
+    /// Writes `root.key` (0600) then `root.pem` (0644), each atomically: a crash in between leaves a key without a
+    /// certificate, which ``load()`` treats as no CA.
+    private func write(_ ca: InternalCA, what: String) throws(InternalCAError) {
+        try Self.makeDirectory(path)
+        do {
+            try AtomicFile.write(Array(ca.keyPEM.utf8), to: keyPath, mode: 0o600)
+            try AtomicFile.write(Array(ca.root.pem.utf8), to: certificatePath, mode: 0o644)
+        } catch {
+            throw InternalCAError(code: .io, subject: path, detail: "cannot write \(what): \(error)")
+        }
+    }
 
     /// The file's text, or `nil` when it does not exist (a root or its key is well under a KiB: over 1 MiB is refused).
     static func read(_ path: String) throws(InternalCAError) -> String? {
