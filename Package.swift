@@ -225,7 +225,7 @@ let package = Package(
         .target(
             name: "FuzzTargets",
             dependencies: [
-                "ACMEProtocol", "ACMEClient", "CertStore", "CertkeeperConfig", "CertProxy", "CertStats", "PeerSync",
+                "ACMEProtocol", "ACMEClient", "CertStore", "CertkeeperConfig", "CertProxy", "CertStats", "PeerSync", "InternalCA",
                 "CertkeeperTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

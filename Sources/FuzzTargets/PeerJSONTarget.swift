@@ -1,9 +1,10 @@
 import CertStore
 import Foundation
+import InternalCA
 import PeerSync
 
 /// The JSON a follower decodes from a peer: the same bytes as a ``PeerCatalog``, a ``BundlePayload``, an
-/// ``AccountPayload`` and an error body, with the peer API's own decoder.
+/// ``AccountPayload``, an ``InternalCAPayload`` (a standby's) and an error body, with the peer API's own decoder.
 ///
 /// Invariants: whatever decodes encodes (with the server's encoder) to JSON that decodes to the same value; the
 /// catalogue's serial order is a total order on its entries; a bundle goes through the checks `SyncInstaller`
@@ -22,6 +23,13 @@ enum PeerJSONTarget {
             let again = try roundTrip(account)
             try require(again.keyPEM == account.keyPEM && again.record == account.record, "AccountPayload does not survive a round trip")
             try require(!leaks(account.keyPEM, in: account.description, besides: account.record.accountURL), "AccountPayload's description shows the key")
+        }
+        if let ca = try? PeerJSON.decoder.decode(InternalCAPayload.self, from: data) {
+            // What a standby does with the renewer's CA before writing it: only InternalCAError may come out.
+            let again = try roundTrip(ca)
+            try require(again.rootPEM == ca.rootPEM && again.keyPEM == ca.keyPEM, "InternalCAPayload does not survive a round trip")
+            try require(!leaks(ca.keyPEM, in: ca.description, besides: ""), "InternalCAPayload's description shows the key")
+            _ = try? InternalCADirectory.parse(rootPEM: ca.rootPEM, keyPEM: ca.keyPEM, source: "peer")
         }
         _ = try? PeerJSON.decoder.decode([String: String].self, from: data)
     }

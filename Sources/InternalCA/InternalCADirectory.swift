@@ -129,6 +129,18 @@ public struct InternalCADirectory: Sendable {
     @discardableResult
     public func adopt(rootPEM: String, keyPEM: String, source: String) throws(InternalCAError) -> Bool {
         guard try loadRoot() == nil else { return false }
+        let ca = try Self.parse(rootPEM: rootPEM, keyPEM: keyPEM, source: source)
+        let root = ca.root
+        if let pinned = try acceptedPeerRoot(), pinned.certificate.publicKey != root.certificate.publicKey {
+            throw InternalCAError(code: .keyMismatch, subject: source, detail: "its root is not the one this node pinned (\(peerRootPath))")
+        }
+        try write(ca, what: "the adopted root")
+        return true
+    }
+
+    /// A CA from the PEM texts a peer sent: a self-signed CA certificate and the P-256 key that matches it.
+    /// - Throws: ``InternalCAError``: `malformed` or `keyMismatch`, naming `source`.
+    public static func parse(rootPEM: String, keyPEM: String, source: String) throws(InternalCAError) -> InternalCA {
         let root: InternalRoot
         let key: P256.Signing.PrivateKey
         do {
@@ -138,12 +150,7 @@ public struct InternalCADirectory: Sendable {
         } catch {
             throw InternalCAError(code: .malformed, subject: source, detail: "not a PEM root certificate and P-256 key: \(error)")
         }
-        let ca = try InternalCA(root: root, key: key, source: source)
-        if let pinned = try acceptedPeerRoot(), pinned.certificate.publicKey != root.certificate.publicKey {
-            throw InternalCAError(code: .keyMismatch, subject: source, detail: "its root is not the one this node pinned (\(peerRootPath))")
-        }
-        try write(ca, what: "the adopted root")
-        return true
+        return try InternalCA(root: root, key: key, source: source)
     }
 
     /// Pins `root` as the internal root accepted from peers (``peerRootPath``, 0644), unless one is already pinned
