@@ -27,6 +27,21 @@ public enum ClusterSurvey {
     ///   - peers: The configured peers.
     ///   - clientTLS: This node's client side of mutual TLS.
     ///   - timeout: The longest wait for any one peer.
+    /// A failed request to a peer in words an operator acts on (TLS failures name the side that refused), not
+    /// BoringSSL's text; anything unrecognised keeps its own one-line text.
+    static func inWords(_ error: any Error) -> String {
+        let peerError = error as? PeerError
+        let text = peerError?.reason ?? "\(error)"
+        if peerError?.isRefusal == true { return "refused (403): this node is not in its cluster.peers, or connects from another address" }
+        if text.contains("CERTIFICATE_VERIFY_FAILED") { return "TLS: the peer presented a certificate from another CA (or for another address)" }
+        if text.contains("UNKNOWN_CA") || text.contains("BAD_CERTIFICATE") || text.contains("CERTIFICATE_REQUIRED") || text.contains("CERTIFICATE_UNKNOWN") {
+            return "TLS: the peer refused this node's certificate (another cluster CA?)"
+        }
+        if text.contains("deadlineExceeded") || text.contains("connectTimeout") || text.contains("timed out") { return "timed out" }
+        if text.contains("Connection refused") { return "connection refused (is its daemon running?)" }
+        return String(text.split(whereSeparator: \.isNewline).joined(separator: " ").prefix(120))
+    }
+
     public static func gather(local: PeerCatalog, peers: [ClusterSettings.Peer], clientTLS: TLSConfiguration, timeout: Duration) async -> [NodeReport] {
         var configuration = HTTPClient.Configuration(tlsConfiguration: clientTLS)
         configuration.timeout = .init(connect: timeout.timeAmount, read: timeout.timeAmount)
@@ -40,7 +55,7 @@ public enum ClusterSurvey {
                         let catalog = try await client.catalog(after: nil, wait: .zero)
                         return (offset, NodeReport(node: peer.name, address: "\(peer.address)", reachable: true, role: catalog.role, error: nil, certificates: catalog.certificates))
                     } catch {
-                        return (offset, NodeReport(node: peer.name, address: "\(peer.address)", reachable: false, role: nil, error: "\(error)", certificates: []))
+                        return (offset, NodeReport(node: peer.name, address: "\(peer.address)", reachable: false, role: nil, error: Self.inWords(error), certificates: []))
                     }
                 }
             }

@@ -53,14 +53,16 @@ extension Renewer {
             case .notDue(let until, let why): (next, reason) = (until, why)
             case .backingOff(let until, let why): (next, reason) = (until, why)
             }
+            // A follower renews nothing itself: its certificates come from the renewer (or a standby) by peer sync.
+            let follower = configuration.cluster?.role == .follower
             return CertificateStatus(
                 name: spec.name,
                 domains: spec.domains,
                 serial: meta?.serial,
                 notAfter: meta?.notAfter,
                 daysLeft: meta.map { ($0.notAfter.timeIntervalSince(now) / 86_400 * 10).rounded() / 10 },
-                nextRenewal: next,
-                reason: reason.rawValue,
+                nextRenewal: follower ? nil : next,
+                reason: follower ? "fromPeers" : reason.rawValue,
                 lastError: record.backoff?.lastError ?? record.configurationError,
                 failedHooks: record.pendingDeploy == meta?.serial ? record.failedHooks : nil,
                 deployOwed: owed,

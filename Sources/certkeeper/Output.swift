@@ -12,7 +12,8 @@ enum StatusTable {
                 row.domains.joined(separator: ","),
                 row.notAfter.map(RFC3339.format) ?? "-",
                 row.daysLeft.map { String(format: "%.1f", $0) } ?? "-",
-                row.nextRenewal.map(RFC3339.format).map { "\($0) (\(row.reason))" } ?? "-",
+                row.nextRenewal.map(RFC3339.format).map { "\($0) (\(row.reason))" }
+                    ?? (row.reason == "fromPeers" ? "- (a follower: the renewer renews, peer sync brings it)" : "-"),
                 row.lastError ?? row.failedHooks.map { "deploy hook(s) failed: \($0.joined(separator: ", "))" }
                     ?? (row.deployOwed ? "deploy hooks interrupted; the next renew runs them"
                         : row.deployInProgress ? "deploy in progress (another certkeeper run holds the store lock)" : "-"),

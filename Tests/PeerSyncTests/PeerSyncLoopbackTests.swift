@@ -345,6 +345,30 @@ struct PeerSyncLoopbackTests {
         await api.stop()
     }
 
+    @Test("a follower's status shows no next renewal of its own; status --cluster says TLS and 403 failures in words")
+    func followerStatusAndFailureWords() throws {
+        let cluster = try LoopbackCluster()
+        let node = try cluster.node("n2")
+        try cluster.install(on: node)
+        var configuration = node.configuration
+        configuration.cluster = ClusterSettings(role: .follower, listen: ListenAddress(host: "127.0.0.1", port: 7443), peers: [])
+        let renewer = Renewer(configuration: configuration, store: node.store, nodeName: "n2", environment: [:], logger: LoopbackCluster.logger)
+        let row = try #require(renewer.status(configuration.certificates).first)
+        #expect(row.nextRenewal == nil && row.reason == "fromPeers", "\(row)")
+
+        func words(_ reason: String, status: UInt? = nil) -> String {
+            var error = PeerError(peer: "n1", operation: "catalog", reason: reason)
+            error.status = status
+            return ClusterSurvey.inWords(error)
+        }
+        #expect(words("handshakeFailed(NIOSSL.BoringSSLError.sslError([Error: 268435581 error:1000007d:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED]))").contains("another CA"))
+        #expect(words("handshakeFailed(NIOSSL.BoringSSLError.sslError([Error: error:10000418:SSL routines:OPENSSL_internal:TLSV1_ALERT_UNKNOWN_CA]))").contains("refused this node's certificate"))
+        #expect(words("HTTP 403: not a peer of this node", status: 403).hasPrefix("refused (403)"))
+        #expect(words("connection reset (error set): Connection refused (errno: 111)").hasPrefix("connection refused"))
+        #expect(words("HTTPClientError.deadlineExceeded") == "timed out")
+        #expect(!words("something\nelse").contains("\n"))
+    }
+
     @Test("the internal CA goes only to the peers listed with role: standby; others get 403 and no key")
     func internalCAOnlyToStandbys() async throws {
         let cluster = try LoopbackCluster()
