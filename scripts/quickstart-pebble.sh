@@ -9,8 +9,9 @@ SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 for p in pebble openssl curl; do
   dpkg -s "$p" >/dev/null 2>&1 || { $SUDO apt-get update -qq; DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq pebble openssl curl >/dev/null; break; }
 done
-echo "building certkeeper (first build takes a few minutes)..."
-swift build --product certkeeper 2>&1 | grep -E "error|Compiling certkeeper|Build complete" || true
+echo "building certkeeper (the first build takes several minutes; progress every 30 s)..."
+. "$ROOT/scripts/build-with-progress.sh"
+build_with_progress --product certkeeper
 BIN=$ROOT/.build/debug/certkeeper
 WORK=${CERTKEEPER_QUICKSTART_DIR:-$(mktemp -d /tmp/certkeeper-quickstart.XXXXXX)}
 . "$ROOT/scripts/pebble-env.sh"

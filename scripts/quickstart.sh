@@ -35,9 +35,9 @@ fi
 if [ -n "${CERTKEEPER_BIN:-}" ]; then
   BIN=$CERTKEEPER_BIN
 else
-  echo "building certkeeper (the first build takes a few minutes)..."
-  LOG=$(mktemp)
-  if ! swift build --product certkeeper >"$LOG" 2>&1; then tail -40 "$LOG"; exit 1; fi
+  echo "building certkeeper (the first build takes several minutes; progress every 30 s)..."
+  . "$ROOT/scripts/build-with-progress.sh"
+  build_with_progress --product certkeeper || exit 1
   BIN=$ROOT/.build/debug/certkeeper
 fi
 

@@ -30,6 +30,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     private let tls: Bool
+    /// The last backend that refused this client's connection, until it is logged (one line per decision).
+    private var lastConnectFailure: (server: String, backend: String, error: String)?
     private let pool: BackendPool
     private let timeouts: ProxyTimeouts
     private let counters: ProxyCounters
@@ -125,6 +127,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         if case .handshaking = state {
             handshakeFailed(context: context, reason: "\(error)")
+        } else if case .closed = state {
+            // Already said (a failed handshake is logged once; BoringSSL then reports the same close again).
+            context.close(promise: nil)
         } else {
             logger.debug("client connection error", metadata: metadata(context, ["error": "\(error)"]))
             context.close(promise: nil)
@@ -162,6 +167,18 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             noServerLeft(context: context)
             return
         }
+        if let failure = lastConnectFailure {
+            // Said only now that another server is tried: when none is left, noServerLeft says it in one line.
+            lastConnectFailure = nil
+            let message = "backend unreachable, trying the next server"
+            if let heldBack = pool.failureWarnings.admit(failure.backend) {
+                var extra: Logger.Metadata = ["error": "\(failure.error)", "server": "\(failure.server)", "backend": "\(failure.backend)"]
+                if heldBack > 0 { extra["backend.failures_not_logged"] = "\(heldBack)" }
+                logger.warning("\(message)", metadata: metadata(context, extra))
+            } else {
+                logger.debug("\(message)", metadata: metadata(context, ["error": "\(failure.error)", "backend": "\(failure.backend)"]))
+            }
+        }
         tried.insert(index)
         let backend = server.settings.address
         self.backend = backend
@@ -183,14 +200,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             case .failure(let error):
                 server.connectFailed()
                 self.counters.update { $0.backendFailures += 1 }
-                let message = "backend unreachable, trying the next server"
-                if let heldBack = self.pool.failureWarnings.admit(backend.description) {
-                    var extra: Logger.Metadata = ["error": "\(error)", "server": "\(server.settings.name)"]
-                    if heldBack > 0 { extra["backend.failures_not_logged"] = "\(heldBack)" }
-                    self.logger.warning("\(message)", metadata: self.metadata(context, extra))
-                } else {
-                    self.logger.debug("\(message)", metadata: self.metadata(context, ["error": "\(error)"]))
-                }
+                self.lastConnectFailure = (server.settings.name, backend.description, "\(error)")
                 guard case .connecting = self.state, context.channel.isActive else { return }
                 self.connect(context: context)
             }
@@ -201,13 +211,20 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private func noServerLeft(context: ChannelHandlerContext) {
         state = .closed
         frontendCounters.noServer()
-        let message = tried.isEmpty ? "no server available, closing the client" : "no server left to try, closing the client"
+        let message = tried.isEmpty ? "no server available, closing the client"
+            : lastConnectFailure != nil ? "backend unreachable and no server left to try, closing the client" : "no server left to try, closing the client"
+        var extra: Logger.Metadata = ["servers.tried": "\(tried.count)"]
+        if let failure = lastConnectFailure {
+            extra["error"] = "\(failure.error)"
+            extra["server"] = "\(failure.server)"
+            extra["backend"] = "\(failure.backend)"
+        }
+        lastConnectFailure = nil
         if let heldBack = pool.failureWarnings.admit("no server") {
-            var extra: Logger.Metadata = ["servers.tried": "\(tried.count)"]
             if heldBack > 0 { extra["closures_not_logged"] = "\(heldBack)" }
             logger.warning("\(message)", metadata: metadata(context, extra))
         } else {
-            logger.debug("\(message)", metadata: metadata(context, [:]))
+            logger.debug("\(message)", metadata: metadata(context, extra))
         }
         context.close(promise: nil)
     }

@@ -34,6 +34,9 @@ public struct ClusterCA: Sendable {
         self.privateKey = privateKey
     }
 
+    /// The key that signs node certificates and revocation lists.
+    var signingKey: P256.Signing.PrivateKey { privateKey }
+
     /// The CA certificate in PEM.
     public var certificatePEM: String { PEMFile.encode(certificateDER, label: "CERTIFICATE") }
 
@@ -152,13 +155,16 @@ public struct ClusterCA: Sendable {
     ///   - addresses: Where peers dial this node; at least one.
     ///   - validity: Seconds of validity; two years by default.
     ///   - now: The current time.
+    ///   - startsAfter: When the node name was revoked: the certificate starts one second after it (instead of an
+    ///     hour before `now`), so that the revocation does not cover it.
     /// - Returns: The node's identity, checked exactly as ``ClusterIdentity/load(path:now:requireOwnerOnly:)`` checks a file.
     /// - Throws: ``ClusterTrustError`` with code `invalidName`, `invalidAddress`, `invalidValidity`, `crypto`.
     public func issueIdentity(
         nodeName: String,
         addresses: [NodeAddress],
         validity: TimeInterval = ClusterIdentity.defaultValidity,
-        now: Date = Date()
+        now: Date = Date(),
+        startsAfter revokedAt: Date? = nil
     ) throws(ClusterTrustError) -> ClusterIdentity {
         try ClusterNames.checkName(nodeName, field: "node name")
         guard !addresses.isEmpty else {
@@ -171,6 +177,12 @@ public struct ClusterCA: Sendable {
             throw ClusterTrustError(code: .expired, subject: "cluster CA", detail: "expired on \(Fingerprint.date(certificate.notValidAfter))")
         }
         let notAfter = min(now.addingTimeInterval(validity), certificate.notValidAfter)
+        // Whole seconds: X.509 times have no fraction, and a start rounded down could fall inside the revocation.
+        let notBefore = revokedAt.map { max(now.addingTimeInterval(-3600), Date(timeIntervalSince1970: $0.timeIntervalSince1970.rounded(.down) + 1)) }
+            ?? now.addingTimeInterval(-3600)
+        guard notBefore <= now.addingTimeInterval(2) else {
+            throw ClusterTrustError(code: .invalidValidity, subject: "node certificate for \(nodeName)", detail: "the node was revoked at \(Fingerprint.date(revokedAt ?? now)), which is in the future on this clock")
+        }
         var names: [GeneralName] = []
         if ClusterNames.dnsNameProblem(nodeName) == nil { names.append(.dnsName(nodeName.lowercased())) }
         for address in addresses {
@@ -198,7 +210,7 @@ public struct ClusterCA: Sendable {
             }
             nodeCertificate = try Certificate(
                 version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: publicKey,
-                notValidBefore: now.addingTimeInterval(-3600), notValidAfter: notAfter,
+                notValidBefore: notBefore, notValidAfter: notAfter,
                 issuer: certificate.subject, subject: try DistinguishedName { CommonName(nodeName) },
                 signatureAlgorithm: .ecdsaWithSHA256, extensions: extensions,
                 issuerPrivateKey: Certificate.PrivateKey(privateKey)

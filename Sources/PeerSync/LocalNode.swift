@@ -1,4 +1,5 @@
 import CertStore
+import ClusterTrust
 import Foundation
 import InternalCA
 import Renewal
@@ -13,13 +14,16 @@ public struct LocalNode: Sendable {
     public let store: CertificateStore
     /// The configured ACME directory, whose account is offered.
     public let acmeDirectoryURL: String?
+    /// The cluster credentials, whose revocation list the catalogue passes on.
+    public let credentials: ClusterCredentials?
 
     /// Creates the local view.
-    public init(name: String, role: String, store: CertificateStore, acmeDirectoryURL: String?) {
+    public init(name: String, role: String, store: CertificateStore, acmeDirectoryURL: String?, credentials: ClusterCredentials? = nil) {
         self.name = name
         self.role = role
         self.store = store
         self.acmeDirectoryURL = acmeDirectoryURL
+        self.credentials = credentials
     }
 
     /// The catalogue of everything in `live/` (sets whose meta cannot be read are left out).
@@ -35,7 +39,10 @@ public struct LocalNode: Sendable {
         if let acmeDirectoryURL, let record = (try? store.loadAccount(directoryURL: acmeDirectoryURL))??.record {
             account = CatalogAccount(directoryURL: record.directoryURL, accountURL: record.accountURL)
         }
-        return PeerCatalog(node: name, role: role, index: index, certificates: certificates, account: account)
+        let checks = (try? store.readState(RenewalChecks.self, key: RenewalChecks.key))??.checked
+        return PeerCatalog(
+            node: name, role: role, index: index, certificates: certificates, account: account, revocations: credentials?.current.revocations,
+            renewalChecks: checks)
     }
 
     /// The live bundle named `name`, or `nil` when there is none. The name is checked before any path is built.

@@ -6,6 +6,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import X509
 
 /// The peer API over HTTPS with mutual TLS: every connection must present a certificate the cluster CA signed
 /// (enforced by the TLS configuration the caller passes), or the handshake fails and nothing is served; and the
@@ -31,14 +32,27 @@ public final class PeerAPIServer: Sendable {
     public let port: Int
     private let listener: NIOAsyncChannel<Connection, Never>
     private let allowList: PeerAllowList
+    /// The swappable identity, trust and revocations (`nil`: the fixed TLS configuration given to ``bind(host:port:tls:allowList:group:logger:)``).
+    private let credentials: ClusterCredentials?
     private let refusals = WarningThrottle(interval: .seconds(60))
     private let logger: Logger
 
-    private init(port: Int, listener: NIOAsyncChannel<Connection, Never>, allowList: PeerAllowList, logger: Logger) {
+    private init(port: Int, listener: NIOAsyncChannel<Connection, Never>, allowList: PeerAllowList, credentials: ClusterCredentials?, logger: Logger) {
         self.port = port
         self.listener = listener
         self.allowList = allowList
+        self.credentials = credentials
         self.logger = logger
+    }
+
+    /// Binds the listening socket with swappable credentials: each new connection takes the current TLS context,
+    /// and each request on an open one is checked again when the credentials change (a revoked node, a CA no
+    /// longer trusted).
+    public static func bind(
+        host: String, port: Int, credentials: ClusterCredentials, allowList: PeerAllowList,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger
+    ) async throws -> PeerAPIServer {
+        try await bind(host: host, port: port, context: { credentials.current.serverContext }, allowList: allowList, credentials: credentials, group: group, logger: logger)
     }
 
     /// Binds the listening socket.
@@ -54,6 +68,13 @@ public final class PeerAPIServer: Sendable {
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger
     ) async throws -> PeerAPIServer {
         let context = try NIOSSLContext(configuration: tls)
+        return try await bind(host: host, port: port, context: { context }, allowList: allowList, credentials: nil, group: group, logger: logger)
+    }
+
+    private static func bind(
+        host: String, port: Int, context: @escaping @Sendable () -> NIOSSLContext, allowList: PeerAllowList,
+        credentials: ClusterCredentials?, group: any EventLoopGroup, logger: Logger
+    ) async throws -> PeerAPIServer {
         let listenerGuard = ListenerGuard(label: "peer API \(host):\(port)", logger: logger)
         let listener = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -65,14 +86,14 @@ public final class PeerAPIServer: Sendable {
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(IdleStateHandler(allTimeout: .seconds(Self.idleSeconds)))
-                    try sync.addHandler(NIOSSLServerHandler(context: context))
+                    try sync.addHandler(NIOSSLServerHandler(context: context()))
                     try sync.addHandler(ConnectionDeadlines(handshake: .seconds(10)))
                     try sync.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: true)
                     let http = try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
                     return Connection(channel: channel, http: http)
                 }
             }
-        return PeerAPIServer(port: listener.channel.localAddress?.port ?? port, listener: listener, allowList: allowList, logger: logger)
+        return PeerAPIServer(port: listener.channel.localAddress?.port ?? port, listener: listener, allowList: allowList, credentials: credentials, logger: logger)
     }
 
     /// Serves until the calling task is cancelled; then closes the listener and every connection.
@@ -91,11 +112,17 @@ public final class PeerAPIServer: Sendable {
             try await connection.http.executeThenClose { inbound, outbound in
                 var head: HTTPRequestHead?
                 var admission: PeerAllowList.Decision?
+                var admittedAt = 0
                 for try await part in inbound {
                     switch part {
                     case .head(let requestHead):
                         head = requestHead
-                        if admission == nil { admission = await admit(connection) }
+                        // Decided once per connection, and again when the credentials have changed since.
+                        let generation = credentials?.current.generation ?? 0
+                        if admission == nil || generation != admittedAt {
+                            admission = await admit(connection)
+                            admittedAt = generation
+                        }
                     case .body:
                         break
                     case .end:
@@ -162,7 +189,15 @@ public final class PeerAPIServer: Sendable {
         guard let certificate = try? await connection.channel.nioSSL_peerCertificate().get() else {
             return .refused(check: "certificate", reason: "no client certificate")
         }
-        let decision = allowList.decide(certificate: certificate, remoteAddress: connection.channel.remoteAddress)
+        var decision = allowList.decide(certificate: certificate, remoteAddress: connection.channel.remoteAddress)
+        if case .admitted = decision, let credentials {
+            // The handshake checked the client against the trust of its moment; revocations and trust move.
+            if let der = try? certificate.toDERBytes(), let parsed = try? Certificate(derEncoded: der) {
+                if let refusal = credentials.refusal(of: parsed) { decision = refusal }
+            } else {
+                decision = .refused(check: "certificate", reason: "its certificate cannot be parsed")
+            }
+        }
         // Keyed by the check that failed, never by what the client sent: the throttle's table stays small.
         if case .refused(let check, let reason) = decision, let heldBack = refusals.admit(check) {
             var metadata: Logger.Metadata = ["peer.address": "\(connection.channel.remoteAddress?.description ?? "?")", "reason": "\(reason)"]

@@ -1,4 +1,5 @@
 import CertStore
+import ClusterTrust
 import Foundation
 import Renewal
 
@@ -14,14 +15,24 @@ public struct PeerCatalog: Codable, Sendable, Equatable {
     public var certificates: [CatalogCertificate]
     /// The node's ACME account for the configured directory, if it has a registered one.
     public var account: CatalogAccount?
+    /// The cluster's revocation list as this node has it (signed by the cluster CA; every node passes it on).
+    public var revocations: SignedRevocationList?
+    /// When this node's renewal last checked each certificate (``RenewalChecks``): a standby's sign that the
+    /// renewer is renewing, not only answering.
+    public var renewalChecks: [String: Date]?
 
     /// Creates a catalogue.
-    public init(node: String, role: String, index: SyncIndex, certificates: [CatalogCertificate], account: CatalogAccount?) {
+    public init(
+        node: String, role: String, index: SyncIndex, certificates: [CatalogCertificate], account: CatalogAccount?,
+        revocations: SignedRevocationList? = nil, renewalChecks: [String: Date]? = nil
+    ) {
+        self.renewalChecks = renewalChecks
         self.node = node
         self.role = role
         self.index = index
         self.certificates = certificates
         self.account = account
+        self.revocations = revocations
     }
 
     /// The entry named `name`.

@@ -3,6 +3,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 
 /// Why a request to a peer failed, in one line naming the peer.
 public struct PeerError: Error, Sendable, CustomStringConvertible {
@@ -47,14 +48,20 @@ public struct PeerClient: Sendable {
     /// Whether this peer's long-polls have sent heartbeats: then a long-poll's head must come within
     /// ``PeerAPI/heartbeatIdleLimit`` too, and silence that long means the connection is dead.
     private let heartbeatsSeen = NIOLockedValueBox(false)
+    /// The TLS configuration of each request when it can change (swappable cluster credentials); `nil` uses the
+    /// HTTP client's own.
+    private let tls: (@Sendable () -> TLSConfiguration)?
 
     /// Creates a client for a peer at `host:port`.
-    /// - Parameter timeout: The longest a request may take, beyond a long-poll's wait (15 s by default).
-    public init(peerName: String, host: String, port: Int, http: HTTPClient, timeout: Duration = .seconds(15)) {
+    /// - Parameters:
+    ///   - timeout: The longest a request may take, beyond a long-poll's wait (15 s by default).
+    ///   - tls: Read before every request (new connections use what it returns, e.g. after a CA rotation).
+    public init(peerName: String, host: String, port: Int, http: HTTPClient, timeout: Duration = .seconds(15), tls: (@Sendable () -> TLSConfiguration)? = nil) {
         self.peerName = peerName
         self.baseURL = "https://\(host.contains(":") ? "[\(host)]" : host):\(port)"
         self.http = http
         self.requestTimeout = timeout
+        self.tls = tls
     }
 
     /// The peer's catalogue; with `after`, a long-poll that returns when the peer's index moves or `wait` passes.
@@ -103,6 +110,7 @@ public struct PeerClient: Sendable {
         let status: HTTPResponseStatus
         do {
             var request = HTTPClientRequest(url: baseURL + target)
+            if let tls { request.tlsConfiguration = tls() }
             if heartbeats { request.headers.add(name: PeerAPI.heartbeatHeader, value: "\(PeerAPI.heartbeatInterval.components.seconds)") }
             let response = try await http.execute(request, timeout: timeout.timeAmount)
             status = response.status

@@ -93,6 +93,23 @@ public final class PeerDirectory: Sendable {
         peers.withLockedValue { $0.values.sorted { $0.name < $1.name } }
     }
 
+    /// For a standby: when the renewers that answer last checked certificate `name` (the latest of them), or `nil`
+    /// when none answering says (a renewer whose renewal never ran, or one that refuses this node: then nothing is
+    /// known, see ``renewerIsRefusing``).
+    public func renewerLastCheck(of name: String) -> Date? {
+        peers.withLockedValue { peers in
+            peers.values.filter { $0.reachable && $0.catalog?.role == "renewer" }
+                .compactMap { $0.catalog?.renewalChecks?[name] }.max()
+        }
+    }
+
+    /// Whether a possible renewer answers but refuses this node (403): alive, and what it renews is unknown here.
+    public var renewerIsRefusing: Bool {
+        peers.withLockedValue { peers in
+            peers.values.contains { $0.refusing && ($0.catalog == nil || $0.catalog?.role == "renewer") }
+        }
+    }
+
     /// For a standby: how long no renewer has answered, or `nil` when one answers now.
     ///
     /// A peer counts as a possible renewer when its last catalogue said `renewer`, or when it has never answered

@@ -1,3 +1,5 @@
+import ClusterTrust
+import CoreMetrics
 import Foundation
 import Logging
 
@@ -22,17 +24,26 @@ public struct PeerFollower: Sendable {
     let longPoll: Duration
     let logger: Logger
     let clock: @Sendable () -> Date
+    let credentials: ClusterCredentials?
+    let announce: @Sendable () -> Void
 
     /// Creates a follower for one peer.
     /// - Parameters:
     ///   - longPoll: The longest the peer is asked to hold a query: `min(long_poll, anti_entropy)`.
-    public init(client: PeerClient, installer: SyncInstaller, directory: PeerDirectory, longPoll: Duration, logger: Logger, clock: @escaping @Sendable () -> Date = Date.init) {
+    ///   - credentials: Where a newer revocation list from the peer is installed.
+    ///   - announce: Called after such an install, so that this node's own followers hear of it (the change index).
+    public init(
+        client: PeerClient, installer: SyncInstaller, directory: PeerDirectory, longPoll: Duration, logger: Logger,
+        clock: @escaping @Sendable () -> Date = Date.init, credentials: ClusterCredentials? = nil, announce: @escaping @Sendable () -> Void = {}
+    ) {
+        self.announce = announce
         self.client = client
         self.installer = installer
         self.directory = directory
         self.longPoll = longPoll
         self.logger = logger
         self.clock = clock
+        self.credentials = credentials
     }
 
     /// Runs until the task is cancelled.
@@ -49,6 +60,8 @@ public struct PeerFollower: Sendable {
                 if directory.reached(client.peerName, catalog: catalog, at: clock()) {
                     log.info("peer reachable", metadata: ["peer.role": "\(catalog.role)", "peer.certificates": "\(catalog.certificates.count)"])
                 }
+                // Exported on /metrics (when the daemon has a stats: section): alert on renewers > 1.
+                Gauge(label: "certkeeper_cluster_renewers").record(directory.renewers.count)
                 if let renewers = directory.renewerConflictChange() {
                     if renewers.isEmpty {
                         log.notice("only one node is the renewer again")
@@ -62,6 +75,7 @@ public struct PeerFollower: Sendable {
                 refusedLogged = false
                 // A restarted peer (new epoch) may have a new configuration: ask it for the internal CA again.
                 if let known, known.epoch != catalog.index.epoch { askedForInternalCA = false }
+                adoptRevocations(catalog, logger: log)
                 await reconcile(catalog)
                 if catalog.role == "renewer", !askedForInternalCA, await installer.needsInternalCA {
                     // Until it is had or refused (the renewer does not list this node as a standby); a renewer
@@ -80,7 +94,12 @@ public struct PeerFollower: Sendable {
                         refusedLogged = true
                     }
                     known = nil
-                    try? await Task.sleep(for: Self.refusedRetry)
+                    // Asked again sooner when this node's credentials change (a new identity after a revocation).
+                    let generation = credentials?.current.generation
+                    let deadline = ContinuousClock.now + Self.refusedRetry
+                    while !Task.isCancelled, ContinuousClock.now < deadline, credentials?.current.generation == generation {
+                        try? await Task.sleep(for: .milliseconds(500))
+                    }
                     continue
                 }
                 if directory.failed(client.peerName, error: "\(error)", at: clock()) || failures == 0 {
@@ -91,6 +110,22 @@ public struct PeerFollower: Sendable {
                 known = nil
                 try? await Task.sleep(for: delay)
             }
+        }
+    }
+
+    /// Installs the peer's revocation list when it is newer than this node's and signed by a trusted cluster CA.
+    func adoptRevocations(_ catalog: PeerCatalog, logger: Logger) {
+        guard let credentials, let signed = catalog.revocations else { return }
+        switch credentials.offer(signed, source: "revocation list from peer \(client.peerName)") {
+        case .installed(let version, let newlyRevoked):
+            logger.notice("installed the cluster's revocation list from a peer", metadata: [
+                "revocations.version": "\(version)", "revoked": "\(newlyRevoked.joined(separator: ","))",
+            ])
+            announce()
+        case .notNewer:
+            break
+        case .refused(let reason):
+            logger.warning("refused a revocation list from a peer", metadata: ["reason": "\(reason)"])
         }
     }
 

@@ -28,10 +28,8 @@ public final class PeerSyncService: Service, Sendable {
         public var nodeName: String
         /// The store.
         public var store: CertificateStore
-        /// Server side of mutual TLS (requires a cluster client certificate).
-        public var serverTLS: TLSConfiguration
-        /// Client side of mutual TLS (presents this node's certificate, trusts the cluster CA only).
-        public var clientTLS: TLSConfiguration
+        /// This node's identity, the cluster CAs it trusts and the revocation list (re-read when its files change).
+        public var credentials: ClusterCredentials
         /// Environment for deploy hooks.
         public var environment: [String: String]
         /// Time source.
@@ -42,15 +40,14 @@ public final class PeerSyncService: Service, Sendable {
         /// Creates the setup.
         public init(
             configuration: CertkeeperConfiguration, cluster: ClusterSettings, nodeName: String, store: CertificateStore,
-            serverTLS: TLSConfiguration, clientTLS: TLSConfiguration,
+            credentials: ClusterCredentials,
             environment: [String: String], clock: @escaping @Sendable () -> Date = Date.init, logger: Logger
         ) {
             self.configuration = configuration
             self.cluster = cluster
             self.nodeName = nodeName
             self.store = store
-            self.serverTLS = serverTLS
-            self.clientTLS = clientTLS
+            self.credentials = credentials
             self.environment = environment
             self.clock = clock
             self.logger = logger
@@ -85,7 +82,7 @@ public final class PeerSyncService: Service, Sendable {
         let server: PeerAPIServer
         do {
             server = try await PeerAPIServer.bind(
-                host: listen.host, port: listen.port, tls: setup.serverTLS, allowList: PeerAllowList(cluster: setup.cluster), logger: setup.logger)
+                host: listen.host, port: listen.port, credentials: setup.credentials, allowList: PeerAllowList(cluster: setup.cluster), logger: setup.logger)
         } catch {
             throw PeerSyncSetupError("cluster.listen: cannot listen on \(listen): \(error)")
         }
@@ -98,13 +95,24 @@ public final class PeerSyncService: Service, Sendable {
         var log = setup.logger
         log[metadataKey: "node"] = "\(setup.nodeName)"
         let logger = log
-        let local = LocalNode(name: setup.nodeName, role: setup.cluster.role.rawValue, store: setup.store, acmeDirectoryURL: setup.configuration.acme.directoryURL)
+        let credentials = setup.credentials
+        if !credentials.clusterDirectory.isEmpty {
+            // Watched below; with cluster.identity elsewhere nothing else may have created it.
+            try? FileManager.default.createDirectory(atPath: credentials.clusterDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        }
+        let local = LocalNode(
+            name: setup.nodeName, role: setup.cluster.role.rawValue, store: setup.store, acmeDirectoryURL: setup.configuration.acme.directoryURL,
+            credentials: credentials)
         let longPoll = Duration.clampedSeconds(min(setup.cluster.longPollTimeout, setup.cluster.antiEntropyInterval))
         let api = PeerAPI(
             local: local, index: index, maximumWait: .seconds(600), internalCAReaders: PeerAllowList(cluster: setup.cluster).internalCAReaders)
         let watcher = StoreWatcher(directories: ["\(setup.store.root)/live", "\(setup.store.root)/accounts"], debounce: .milliseconds(10), logger: logger)
         let changes = try watcher.changes()
-        var httpConfiguration = HTTPClient.Configuration(tlsConfiguration: setup.clientTLS)
+        // `cluster join`, `trust-ca`, `untrust-ca` and `revoke-node` write here: the daemon takes them up at once.
+        let credentialDirectories = Array(Set([credentials.clusterDirectory, (credentials.identityPath as NSString).deletingLastPathComponent]))
+            .filter { !$0.isEmpty }.sorted()
+        let credentialChanges = try StoreWatcher(directories: credentialDirectories, debounce: .milliseconds(50), logger: logger).changes()
+        var httpConfiguration = HTTPClient.Configuration(tlsConfiguration: credentials.current.clientTLS)
         httpConfiguration.timeout = .init(connect: .seconds(3))
         httpConfiguration.connectionPool = .init(idleTimeout: .seconds(120))
         httpConfiguration.httpVersion = .http1Only
@@ -136,18 +144,42 @@ public final class PeerSyncService: Service, Sendable {
                         logger.debug("store changed", metadata: ["changes": "\(batch)", "index": "\(now)"])
                     }
                 }
+                group.addTask {
+                    for await _ in credentialChanges {
+                        do {
+                            guard try credentials.reload() else { continue }
+                            let current = credentials.current
+                            logger.notice("cluster credentials reloaded", metadata: [
+                                "cluster.identity": "\(current.identity.fingerprint.prefix(23))",
+                                "cluster.trusted_cas": "\(current.anchors.count)",
+                                "revocations.version": "\(current.revocationList?.version ?? 0)",
+                            ])
+                            // Peers long-polling this node get the new revocation list now.
+                            index.bump()
+                        } catch {
+                            logger.error("cluster credentials not reloaded; the running ones stay", metadata: ["error": "\(error)"])
+                        }
+                    }
+                }
                 for peer in setup.cluster.peers {
-                    let client = PeerClient(peerName: peer.name, host: peer.address.host, port: peer.address.port, http: http)
-                    let follower = PeerFollower(client: client, installer: installer, directory: directory, longPoll: longPoll, logger: logger, clock: setup.clock)
+                    let client = PeerClient(
+                        peerName: peer.name, host: peer.address.host, port: peer.address.port, http: http, tls: { credentials.current.clientTLS })
+                    let follower = PeerFollower(
+                        client: client, installer: installer, directory: directory, longPoll: longPoll, logger: logger, clock: setup.clock,
+                        credentials: credentials, announce: { _ = index.bump() })
                     group.addTask { await follower.run() }
                 }
                 if setup.cluster.role == .standby {
-                    let catchUp = PeerCatchUp(
-                        configuration: setup.configuration, cluster: setup.cluster, store: setup.store, clientTLS: setup.clientTLS,
-                        environment: setup.environment, logger: logger)
                     let renewer = Renewer(
                         configuration: setup.configuration, store: setup.store, nodeName: setup.nodeName, environment: setup.environment,
-                        logger: logger, clock: setup.clock, catchUp: { await catchUp.run() })
+                        logger: logger, clock: setup.clock,
+                        catchUp: {
+                            // With the credentials of the moment (a CA rotation may have moved them since start-up).
+                            await PeerCatchUp(
+                                configuration: setup.configuration, cluster: setup.cluster, store: setup.store,
+                                clientTLS: credentials.current.clientTLS, environment: setup.environment, logger: logger
+                            ).run()
+                        })
                     let check = Duration.clampedSeconds(max(1, min(30, setup.cluster.takeoverAfter / 4)))
                     let takeover = StandbyTakeover(
                         renewer: renewer, directory: directory, takeoverAfter: setup.cluster.takeoverAfter,
@@ -166,6 +198,16 @@ public struct PeerSyncSetupError: Error, Sendable, CustomStringConvertible {
     /// The line.
     public var description: String
     init(_ description: String) { self.description = description }
+}
+
+extension ClusterCredentials {
+    /// The credentials of a cluster node: its identity (`cluster.identity`), and the trusted CAs and revocation list
+    /// in `<state_dir>/cluster`.
+    public convenience init(configuration: CertkeeperConfiguration, cluster: ClusterSettings, now: Date = Date()) throws(ClusterTrustError) {
+        try self.init(
+            identityPath: cluster.identityFile(stateDirectory: configuration.stateDirectory),
+            clusterDirectory: ClusterPaths.identityDirectory(stateDirectory: configuration.stateDirectory), now: now)
+    }
 }
 
 extension PeerAllowList {

@@ -3,13 +3,20 @@ import Foundation
 import Logging
 import Renewal
 
-/// On a `standby` node: renews certificates itself once the renewer has been unreachable for `takeover_after` and a
-/// certificate has been due for at least `takeover_margin`.
+/// On a `standby` node: renews a certificate itself once it has been due for at least `takeover_margin` and the
+/// renewer is not renewing it: the renewer has been unreachable for `takeover_after`, or it answers but its
+/// renewal has not checked that certificate for ``staleCheck`` or `takeover_margin`, whichever is longer (its
+/// catalogue's ``PeerCatalog/renewalChecks``; a stopped cron timer, a `renew` that never runs).
 ///
-/// While the renewer answers, nothing happens, so two nodes that can see each other never order the same
-/// certificate. When the renewer comes back, the newer certificate wins on every node (``SyncInstaller`` pulls only
+/// While the renewer answers and renews, nothing happens, so two nodes that can see each other never order the same
+/// certificate (a renewer whose renewals fail is still renewing: its errors are its own to fix, and a second node
+/// ordering would only double the failed validations). When the renewer comes back, the newer certificate wins on every node (``SyncInstaller`` pulls only
 /// strictly newer ones), and since the renewed certificate is no longer due, the renewer has nothing to do.
 public struct StandbyTakeover: Sendable {
+    /// A renewer whose renewal has not checked a certificate for this long is not renewing it: the renew timer runs
+    /// twice a day (with up to an hour's random delay), so a day is two missed runs.
+    public static let staleCheck: TimeInterval = 86_400
+
     let renewer: Renewer
     let directory: PeerDirectory
     let takeoverAfter: TimeInterval
@@ -31,14 +38,27 @@ public struct StandbyTakeover: Sendable {
         self.clock = clock
     }
 
-    /// The certificates this standby should renew now, or an empty list while the renewer answers (or has been
-    /// silent for less than `takeover_after`).
-    public func dueForTakeover(now: Date) -> [CertificateSpec] {
-        guard let silence = directory.renewerSilence(now: now), silence >= takeoverAfter else { return [] }
+    /// Why this standby takes over a certificate.
+    public enum Reason: Sendable, Equatable {
+        /// No renewer has answered for this long.
+        case renewerUnreachable(seconds: Int)
+        /// The renewer answers, but its renewal last checked the certificate then (`nil`: never).
+        case renewerNotRenewing(lastCheck: Date?)
+    }
+
+    /// The certificates this standby should renew now, with why; empty while the renewer answers and renews them
+    /// (or has been silent for less than `takeover_after`, or refuses this node).
+    public func dueForTakeover(now: Date) -> [(spec: CertificateSpec, reason: Reason)] {
+        let silence = directory.renewerSilence(now: now)
+        if let silence, silence < takeoverAfter { return [] }
+        if silence == nil, directory.renewerIsRefusing { return [] }
         let cutoff = now.addingTimeInterval(-margin)
-        return renewer.configuration.certificates.filter { spec in
-            guard let decision = try? renewer.decision(for: spec, now: cutoff) else { return false }
-            return decision.isDue
+        return renewer.configuration.certificates.compactMap { spec in
+            guard let decision = try? renewer.decision(for: spec, now: cutoff), decision.isDue else { return nil }
+            if let silence { return (spec, .renewerUnreachable(seconds: Int(silence))) }
+            let lastCheck = directory.renewerLastCheck(of: spec.name)
+            if let lastCheck, lastCheck >= now.addingTimeInterval(-max(margin, Self.staleCheck)) { return nil }
+            return (spec, .renewerNotRenewing(lastCheck: lastCheck))
         }
     }
 
@@ -50,12 +70,18 @@ public struct StandbyTakeover: Sendable {
             let now = clock()
             let due = dueForTakeover(now: now)
             guard !due.isEmpty else { continue }
-            let silence = directory.renewerSilence(now: now) ?? 0
-            logger.warning("renewer unreachable; this standby renews", metadata: [
-                "cluster.renewer_silent_s": "\(Int(silence))", "certificates": "\(due.map(\.name).joined(separator: ","))",
-            ])
+            for (spec, reason) in due {
+                switch reason {
+                case .renewerUnreachable(let seconds):
+                    logger.warning("renewer unreachable; this standby renews", metadata: ["cluster.renewer_silent_s": "\(seconds)", "cert": "\(spec.name)"])
+                case .renewerNotRenewing(let lastCheck):
+                    logger.warning(
+                        "the renewer answers but has not checked this due certificate for a day (is its renew timer running?); this standby renews",
+                        metadata: ["cert": "\(spec.name)", "renewer.last_check": "\(lastCheck.map { $0.formatted(.iso8601) } ?? "never")"])
+                }
+            }
             do {
-                let report = try await renewer.run(due, force: false)
+                let report = try await renewer.run(due.map(\.spec), force: false)
                 for (name, outcome) in report.outcomes {
                     logger.info("standby renewal finished: \(outcome.summary(name: name))", metadata: ["cert": "\(name)"])
                 }

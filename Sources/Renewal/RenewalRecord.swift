@@ -94,3 +94,26 @@ extension RenewalRecord {
         }
     }
 }
+
+/// When this node's renewal last looked at each certificate (`state/renewal-checks.json`): every `renew` run and
+/// every internal renewal pass records the certificates it checked, due or not. A renewer's catalogue carries it,
+/// so a standby can tell a renewer that answers but no longer renews (a stopped cron timer) from one that does.
+public struct RenewalChecks: Codable, Sendable, Equatable {
+    /// The state-file key.
+    public static let key = "renewal-checks"
+
+    /// Certificate name → the end of the last check.
+    public var checked: [String: Date]
+
+    /// Creates the record.
+    public init(checked: [String: Date] = [:]) {
+        self.checked = checked
+    }
+
+    /// This record with `names` checked at `time`.
+    public func recording(_ names: [String], at time: Date) -> RenewalChecks {
+        var next = self
+        for name in names { next.checked[name] = time }
+        return next
+    }
+}

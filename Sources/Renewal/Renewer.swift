@@ -126,6 +126,7 @@ public final class Renewer: Sendable {
         let quick = specs.map { spec in (try? decision(for: spec, now: now)) ?? .due(.missing) }
         let hasWork = force || quick.contains(where: \.isDue) || specs.contains(where: { needsARIPoll(spec: $0, now: now) || hasPendingDeploy($0) })
         guard hasWork else {
+            recordChecks(specs)
             return RunReport(outcomes: zip(specs, quick).map { spec, decision in
                 let lastError = (try? store.readState(RenewalRecord.self, key: RenewalRecord.key(for: spec.name)))??.backoff?.lastError
                 return (spec.name, Self.outcome(for: decision, lastError: lastError ?? ""))
@@ -161,7 +162,18 @@ public final class Renewer: Sendable {
             return results.sorted(by: { $0.0 < $1.0 }).map(\.1)
         }
         await session.close()
+        recordChecks(specs)
         return RunReport(outcomes: zip(specs, outcomes).map { ($0.name, $1) })
+    }
+
+    /// Notes that `specs` were checked now (``RenewalChecks``); a failure to write it is logged, nothing more.
+    func recordChecks(_ specs: [CertificateSpec]) {
+        do {
+            let checks = try store.readState(RenewalChecks.self, key: RenewalChecks.key) ?? RenewalChecks()
+            try store.writeState(checks.recording(specs.map(\.name), at: clock()), key: RenewalChecks.key)
+        } catch {
+            logger.warning("cannot record the renewal check", metadata: ["error": "\(error)"])
+        }
     }
 
     static func outcome(for decision: RenewalDecision, lastError: String) -> CertificateOutcome {

@@ -105,9 +105,9 @@ struct GlobalOptions: ParsableArguments {
             let environment = ProcessInfo.processInfo.environment
             catchUp = {
                 do {
-                    let identity = try ClusterIdentity.load(path: cluster.identityFile(stateDirectory: configuration.stateDirectory))
+                    let credentials = try ClusterCredentials(configuration: configuration, cluster: cluster)
                     await PeerCatchUp(
-                        configuration: configuration, cluster: cluster, store: store, clientTLS: identity.makeClientTLSConfiguration(),
+                        configuration: configuration, cluster: cluster, store: store, clientTLS: credentials.current.clientTLS,
                         environment: environment, logger: logger
                     ).run()
                 } catch {

@@ -2,6 +2,7 @@ import ArgumentParser
 import ClusterTrust
 import CertkeeperConfig
 import Foundation
+import X509
 
 /// `certkeeper cluster …`: the cluster CA, node certificates and this node's identity for the peer API.
 struct Cluster: AsyncParsableCommand {
@@ -22,8 +23,15 @@ struct Cluster: AsyncParsableCommand {
           node2$ certkeeper cluster join /root/node2.pem && rm /root/node2.pem
           node3$ certkeeper cluster join /root/node3.pem && rm /root/node3.pem
           any$   certkeeper cluster show     # compare the CA fingerprint across nodes
+
+        A lost or decommissioned node: 'cluster revoke-node NAME' where the CA is; every peer refuses it within \
+        seconds. Rotating the CA: 'cluster trust-ca', 'add-node'/'join --force' per node, 'untrust-ca' (see the \
+        README's "Rotating the cluster CA").
         """,
-        subcommands: [ClusterInit.self, ClusterAddNode.self, ClusterJoin.self, ClusterShow.self]
+        subcommands: [
+            ClusterInit.self, ClusterAddNode.self, ClusterJoin.self, ClusterShow.self, ClusterRevokeNode.self, ClusterTrustCA.self,
+            ClusterUntrustCA.self,
+        ]
     )
 }
 
@@ -122,11 +130,23 @@ struct ClusterAddNode: AsyncParsableCommand {
             throw CommandFailure.usage(["--install: this node is '\(configured)' (node_name in the configuration), not '\(nodeName)'"])
         }
         let (days, addresses, nodeName, force) = (days, addresses, nodeName, force)
+        // A node revoked earlier gets a certificate that starts after its revocation (a replacement under its name).
+        let revocationsPath = (try? stateDirectory()).map { RevocationFile.path(clusterDirectory: ClusterPaths.identityDirectory(stateDirectory: $0)) }
+        let revokedAt = try clusterCommand { () throws(ClusterTrustError) -> Date? in
+            // Unverified is enough: the list only moves the new certificate's start later (the list may be signed by
+            // the previous CA during a rotation).
+            guard let revocationsPath, let signed = try RevocationFile.read(revocationsPath) else { return nil }
+            return signed.unverifiedContent()?.entry(for: nodeName)?.revokedAt
+        }
+        if let revokedAt, Date() < revokedAt.addingTimeInterval(1.2) {
+            // Revoked this very second: the replacement starts after it, and not in the future.
+            try await Task.sleep(for: .seconds(max(0, revokedAt.addingTimeInterval(1.2).timeIntervalSinceNow)))
+        }
         let identity = try clusterCommand { () throws(ClusterTrustError) in
             let ca = try ClusterCA.load(directory: directory)
             var parsed: [NodeAddress] = []
             for address in addresses { parsed.append(try NodeAddress(parsing: address)) }
-            let identity = try ca.issueIdentity(nodeName: nodeName, addresses: parsed, validity: TimeInterval(days) * 86400)
+            let identity = try ca.issueIdentity(nodeName: nodeName, addresses: parsed, validity: TimeInterval(days) * 86400, startsAfter: revokedAt)
             try identity.write(to: destination, replacing: force)
             return identity
         }
@@ -176,7 +196,25 @@ struct ClusterJoin: AsyncParsableCommand {
             print("identity for \(identity.nodeName) is already installed at \(destination)")
             return
         }
-        try clusterCommand { () throws(ClusterTrustError) in try identity.write(to: destination, replacing: force) }
+        let previous = try? ClusterIdentity.load(path: destination)
+        let trustedPath = TrustedCAFile.path(clusterDirectory: ClusterPaths.identityDirectory(stateDirectory: configuration.stateDirectory))
+        let keptTrust = try clusterCommand { () throws(ClusterTrustError) -> String? in
+            // A new identity from another CA: the old CA stays trusted, so nodes not yet moved still talk to this one.
+            var kept: String?
+            if force, let previous, previous.caFingerprint != identity.caFingerprint {
+                var trusted = try TrustedCAFile.read(trustedPath)
+                if !trusted.contains(where: { TrustedCAFile.fingerprint($0) == previous.caFingerprint }) {
+                    trusted.append(previous.caCertificate)
+                    try TrustedCAFile.write(trusted, to: trustedPath)
+                }
+                kept = previous.caFingerprint
+            }
+            try identity.write(to: destination, replacing: force)
+            return kept
+        }
+        if let keptTrust {
+            print("the previous cluster CA (SHA-256 \(keptTrust)) stays trusted in \(trustedPath); once every node has moved, run: certkeeper cluster untrust-ca \(keptTrust)")
+        }
         print("installed identity for \(identity.nodeName) (cluster \(identity.clusterName), CA SHA-256 \(identity.caFingerprint)) at \(destination)")
         print("expires \(identity.notAfter.formatted(.iso8601)); delete \(file) now")
     }
@@ -221,6 +259,25 @@ struct ClusterShow: AsyncParsableCommand {
             problem = error.description
             print("identity:    none usable (\(error.description))")
         }
+        let clusterDirectory = ClusterPaths.identityDirectory(stateDirectory: state)
+        do {
+            for extra in try TrustedCAFile.read(TrustedCAFile.path(clusterDirectory: clusterDirectory)) {
+                print("also trusts: \(TrustedCAFile.fingerprint(extra)) (\(extra.subject), expires \(extra.notValidAfter.formatted(.iso8601)))")
+            }
+            if let credentials = try? ClusterCredentials(identityPath: identityPath, clusterDirectory: clusterDirectory),
+               let list = credentials.current.revocationList
+            {
+                let names = list.revoked.map { "\($0.node) (\($0.revokedAt.formatted(.iso8601)))" }
+                print("revoked:     \(names.isEmpty ? "none" : names.joined(separator: ", ")) [list version \(list.version)]")
+            } else if let signed = try RevocationFile.read(RevocationFile.path(clusterDirectory: clusterDirectory)) {
+                _ = signed
+                print("revoked:     the revocation list in \(clusterDirectory) does not verify against this node's trusted CAs")
+                problem = problem ?? "the revocation list does not verify"
+            }
+        } catch {
+            print("trust:       unusable (\(error.description))")
+            problem = problem ?? error.description
+        }
         if caDir != nil || FileManager.default.fileExists(atPath: caDirectory) {
             do {
                 let ca = try ClusterCA.load(directory: caDirectory)
@@ -233,6 +290,146 @@ struct ClusterShow: AsyncParsableCommand {
             }
         }
         if let problem { throw CommandFailure.failure(problem) }
+    }
+}
+
+struct ClusterRevokeNode: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "revoke-node",
+        abstract: "Revoke a node's cluster certificates; every peer refuses them within seconds.",
+        discussion: """
+        Run it where the cluster CA is. It adds NAME to the cluster's revocation list (every certificate for NAME \
+        issued until now), signs the list with the CA and writes <state_dir>/cluster/revocations.json. The \
+        daemon here serves the list in its catalogue, every peer checks the signature, installs it and passes it \
+        on; from then on the node's certificates get 403 from every peer API, also on connections already open. \
+        A replacement node under the same name: 'cluster add-node NAME' afterwards issues a certificate that \
+        starts after the revocation. Remove a decommissioned node from every cluster.peers as well.
+
+        Examples:
+          certkeeper cluster revoke-node node3 --reason "disk lost"
+          certkeeper cluster revoke-node old-node --ca-dir /root/certkeeper-ca
+        """
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The node to revoke.")
+    var nodeName: String
+
+    @Option(help: ArgumentHelp("Why (one line, kept in the list).", valueName: "text"))
+    var reason: String?
+
+    @Option(help: ArgumentHelp("CA directory (default: <state_dir>/cluster-ca).", valueName: "dir"))
+    var caDir: String?
+
+    func validate() throws {
+        if let problem = ClusterNames.nameProblem(nodeName) { throw ValidationError("'\(nodeName)' is not a valid node name: \(problem)") }
+        if let reason, reason.count > 200 || reason.contains(where: \.isNewline) { throw ValidationError("--reason: at most 200 characters on one line") }
+    }
+
+    func run() async throws {
+        let configuration = try global.loadConfiguration()
+        if configuration.nodeName == nodeName {
+            throw CommandFailure.usage(["'\(nodeName)' is this node (node_name); revoke it from another node's configuration, or give this node a new identity"])
+        }
+        let directory = caDir ?? ClusterPaths.caDirectory(stateDirectory: configuration.stateDirectory)
+        let clusterDirectory = ClusterPaths.identityDirectory(stateDirectory: configuration.stateDirectory)
+        let path = RevocationFile.path(clusterDirectory: clusterDirectory)
+        let (nodeName, reason) = (nodeName, reason)
+        let list = try clusterCommand { () throws(ClusterTrustError) -> RevocationList in
+            let ca = try ClusterCA.load(directory: directory)
+            var anchors = [ca.certificate]
+            anchors += try TrustedCAFile.read(TrustedCAFile.path(clusterDirectory: clusterDirectory))
+            var current = RevocationList(cluster: ca.clusterName, version: 0, issuedAt: Date(), revoked: [])
+            if let signed = try RevocationFile.read(path) {
+                if anchors.contains(where: { TrustedCAFile.fingerprint($0) == signed.signer }) {
+                    current = try signed.verified(by: anchors, source: path)
+                } else {
+                    // Signed by a CA trusted no more (a finished rotation): its entries concern that CA's
+                    // certificates, refused anyway. Never signed over unverified: only its version is kept, to move on.
+                    current.version = signed.unverifiedContent()?.version ?? 0
+                }
+            }
+            var next = current.revoking(nodeName, at: Date(), reason: reason)
+            next.cluster = ca.clusterName
+            try RevocationFile.write(try ca.sign(next), to: path)
+            return next
+        }
+        print("revoked node \(nodeName): its certificates issued until \(list.entry(for: nodeName)!.revokedAt.formatted(.iso8601)) are refused (revocation list version \(list.version), \(path))")
+        print("the daemon here passes the list to every peer; check with: certkeeper cluster show (on any node)")
+    }
+}
+
+struct ClusterTrustCA: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "trust-ca",
+        abstract: "Trust another cluster CA besides this node's identity's (the start of a CA rotation).",
+        discussion: """
+        Adds the CA certificate to <state_dir>/cluster/trusted-cas.pem; the running daemon takes it up at once \
+        (new peer connections verify against both CAs).
+
+        Example:
+          certkeeper cluster trust-ca /root/new-ca.pem
+        """
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "A cluster CA certificate (the new CA directory's ca.pem).")
+    var file: String
+
+    func run() async throws {
+        let configuration = try global.loadConfiguration()
+        let path = TrustedCAFile.path(clusterDirectory: ClusterPaths.identityDirectory(stateDirectory: configuration.stateDirectory))
+        let file = file
+        let (certificate, added) = try clusterCommand { () throws(ClusterTrustError) -> (Certificate, Bool) in
+            let certificate = try TrustedCAFile.readOne(file)
+            var trusted = try TrustedCAFile.read(path)
+            guard !trusted.contains(where: { TrustedCAFile.fingerprint($0) == TrustedCAFile.fingerprint(certificate) }) else { return (certificate, false) }
+            trusted.append(certificate)
+            try TrustedCAFile.write(trusted, to: path)
+            return (certificate, true)
+        }
+        print(added
+            ? "now trusting cluster CA \(TrustedCAFile.fingerprint(certificate)) (\(certificate.subject)) besides this node's own, in \(path)"
+            : "cluster CA \(TrustedCAFile.fingerprint(certificate)) is already trusted here")
+    }
+}
+
+struct ClusterUntrustCA: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "untrust-ca",
+        abstract: "Stop trusting an extra cluster CA (the end of a CA rotation).",
+        discussion: """
+        Removes the CA with this SHA-256 fingerprint (as 'cluster show' prints it) from \
+        <state_dir>/cluster/trusted-cas.pem. The running daemon refuses that CA's certificates at once, also on \
+        connections already open. This node's own identity's CA cannot be removed this way.
+
+        Example:
+          certkeeper cluster untrust-ca AB:CD:...:EF
+        """
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The CA's SHA-256 fingerprint.")
+    var fingerprint: String
+
+    func run() async throws {
+        let configuration = try global.loadConfiguration()
+        let path = TrustedCAFile.path(clusterDirectory: ClusterPaths.identityDirectory(stateDirectory: configuration.stateDirectory))
+        let wanted = fingerprint.uppercased().filter { $0 != ":" }
+        let removed = try clusterCommand { () throws(ClusterTrustError) -> Bool in
+            let trusted = try TrustedCAFile.read(path)
+            let kept = trusted.filter { TrustedCAFile.fingerprint($0).filter { $0 != ":" } != wanted }
+            guard kept.count != trusted.count else { return false }
+            try TrustedCAFile.write(kept, to: path)
+            return true
+        }
+        guard removed else {
+            throw CommandFailure.failure("\(path): no extra trusted CA has fingerprint \(fingerprint) (see certkeeper cluster show)")
+        }
+        print("no longer trusting cluster CA \(fingerprint)")
     }
 }
 

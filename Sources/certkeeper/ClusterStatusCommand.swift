@@ -13,22 +13,22 @@ enum ClusterStatusCommand {
             throw CommandFailure.usage(["--cluster: the configuration has no cluster: section"])
         }
         let nodeName = configuration.nodeName ?? ProcessInfo.processInfo.hostName
-        let identityPath = cluster.identityFile(stateDirectory: configuration.stateDirectory)
-        let identity: ClusterIdentity
+        let credentials: ClusterCredentials
         do {
-            identity = try ClusterIdentity.load(path: identityPath)
+            credentials = try ClusterCredentials(configuration: configuration, cluster: cluster)
         } catch {
             throw CommandFailure.usage(["cluster.identity: \(error)"])
         }
         let store = CertificateStore(root: configuration.stateDirectory, keepVersions: configuration.keepVersions, logger: logger)
-        let local = LocalNode(name: nodeName, role: cluster.role.rawValue, store: store, acmeDirectoryURL: configuration.acme.directoryURL)
+        let local = LocalNode(
+            name: nodeName, role: cluster.role.rawValue, store: store, acmeDirectoryURL: configuration.acme.directoryURL, credentials: credentials)
         let catalog: PeerCatalog
         do {
             catalog = try local.catalog(index: SyncIndex(epoch: "0", counter: 0))
         } catch {
             throw CommandFailure.failure("\(error)")
         }
-        return await ClusterSurvey.gather(local: catalog, peers: cluster.peers, clientTLS: identity.makeClientTLSConfiguration(), timeout: .seconds(5))
+        return await ClusterSurvey.gather(local: catalog, peers: cluster.peers, clientTLS: credentials.current.clientTLS, timeout: .seconds(5))
     }
 
     /// Whether every node answered and holds the same certificates (by SHA-256).

@@ -61,18 +61,19 @@ struct Daemon: AsyncParsableCommand {
             // `cluster join` writes it atomically; a join killed mid-write leaves its temporary beside it.
             let identityURL = URL(fileURLWithPath: identityPath)
             AtomicFile.removeStaleTemporaries(in: identityURL.deletingLastPathComponent().path, of: identityURL.lastPathComponent)
-            let identity: ClusterIdentity
+            let credentials: ClusterCredentials
             do {
-                identity = try ClusterIdentity.load(path: identityPath)
+                credentials = try ClusterCredentials(configuration: configuration, cluster: cluster)
             } catch {
                 throw CommandFailure.usage(["cluster.identity: \(error)"])
             }
+            let identity = credentials.current.identity
             guard identity.nodeName == nodeName else {
                 throw CommandFailure.usage(["cluster.identity: \(identityPath) is node '\(identity.nodeName)', but this node is '\(nodeName)' (node_name)"])
             }
             let setup = PeerSyncService.Setup(
                 configuration: configuration, cluster: cluster, nodeName: nodeName, store: store,
-                serverTLS: identity.makeServerTLSConfiguration(), clientTLS: identity.makeClientTLSConfiguration(),
+                credentials: credentials,
                 environment: ProcessInfo.processInfo.environment, logger: logger)
             do {
                 services.append(.init(service: try await PeerSyncService.prepare(setup)))

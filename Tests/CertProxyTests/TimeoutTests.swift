@@ -24,6 +24,24 @@ struct TimeoutTests {
         }
     }
 
+    @Test("a failed handshake is logged once (not again as a connection error when BoringSSL reports the close)")
+    func failedHandshakeLoggedOnce() async throws {
+        let harness = try RelayHarness("hs-garbage")
+        defer { harness.fixture.remove() }
+        let backend = try await TestBackend.start()
+        let proxy = try await RunningProxy.start(certificates: harness.certificates, backends: [backend.port], logger: harness.logs.logger)
+        try await stopping(proxy, backend) {
+            // Plain text against a TLS frontend: not a ClientHello.
+            let client = try await TestClient.connect(port: proxy.port, rootPEM: nil, serverName: nil)
+            try await client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(await client.waitClosed(timeout: .seconds(30)))
+            #expect(await eventually { proxy.server.stats.handshakeFailures == 1 })
+            await client.close()
+        }
+        let lines = harness.logs.all.filter { $0.contains("TLS handshake failed") || $0.contains("client connection error") }
+        #expect(lines.count == 1, "\(lines)")
+    }
+
     @Test("a relayed connection with no traffic either way is closed after the idle limit and counted")
     func idleTimeout() async throws {
         let harness = try RelayHarness("idle-timeout")

@@ -133,7 +133,11 @@ struct ClusterSyncTests {
     @Test("two nodes left at role: renewer: an error on every node, status --cluster exits 1, and no node installs a leaf of a root it does not trust")
     func twoRenewers() async throws {
         let internalCertificate = "  - {name: local, issuer: internal, domains: [local.internal]}"
-        try await withCluster(label: "tworen", roles: ["renewer", "renewer", "follower"], pebbleOn: [], certificatesExtra: internalCertificate) { cluster in
+        // Each namespace has its own loopback: the same stats address on every node.
+        try await withCluster(
+            label: "tworen", roles: ["renewer", "renewer", "follower"], pebbleOn: [], certificatesExtra: internalCertificate,
+            topLevelExtra: "stats: {listen: \"127.0.0.1:19180\"}"
+        ) { cluster in
             // Two roots for certain: each renewer issues from its own before any daemon can hand the other's over.
             for index in 1...2 {
                 let issued = try await cluster.cli(index, ["force-renew", "local"])
@@ -175,6 +179,97 @@ struct ClusterSyncTests {
             let status = try await cluster.cli(3, ["status", "--cluster"])
             #expect(status.exitCode == 1, "\(status.stdout)")
             #expect(status.stdout.contains("2 nodes are the renewer (n1, n2)"), "\(status.stdout)")
+            // The metric an alert watches, on the follower and on a renewer.
+            for index in [1, 3] {
+                let metrics = try await cluster.network.run(
+                    on: cluster.node(index), executable: "/usr/bin/curl", arguments: ["-sS", "--max-time", "10", "http://127.0.0.1:19180/metrics"], timeout: 30)
+                #expect(metrics.stdout.split(separator: "\n").contains { $0.hasPrefix("certkeeper_cluster_renewers ") && Double($0.split(separator: " ").last ?? "") == 2 },
+                        "n\(index): \(metrics.stdout.split(separator: "\n").filter { $0.contains("cluster") }) \(metrics.stderr)")
+            }
+        }
+    }
+
+    @Test("revoke-node: every peer refuses the node within seconds, a replacement under its name is served; then the cluster CA rotates with sync working at every step")
+    func revokeAndRotate() async throws {
+        try await withCluster(label: "revoke", roles: ["renewer", "follower", "follower"], pebbleOn: [1]) { cluster in
+            for index in 1...3 { try await cluster.startDaemon(index) }
+            var serial = ""
+            /// A renewal on n1 reaches both followers' proxies.
+            func renewReachesAll(_ step: String) async throws {
+                try await Task.sleep(for: .milliseconds(1100))
+                let renewed = try await cluster.cli(1, ["force-renew", ClusterFixture.certificateName])
+                #expect(renewed.exitCode == 0, "\(step): force-renew: \(renewed.stderr)")
+                serial = try #require(cluster.installed(1)).serial
+                for index in 2...3 {
+                    #expect(await cluster.waitUntilServed(index, serial: serial, timeout: 45), "\(step): n\(index) does not serve \(serial):\n\(cluster.daemonLog(index))")
+                }
+            }
+            /// What node `from` gets for its bundle request to node `to`'s peer API with identity file `identity`.
+            func ask(from: Int, to: Int, identity: String, caFile: String) async throws -> (exitCode: Int32, stdout: String, stderr: String) {
+                try await cluster.network.run(
+                    on: cluster.node(from), executable: "/usr/bin/curl",
+                    arguments: ["-sS", "--max-time", "10", "--cacert", caFile, "--cert", identity, "--key", identity, "-w", "\n%{http_code}",
+                                "https://\(cluster.node(to).address):\(ClusterFixture.peerPort)/v1/certificates/\(ClusterFixture.certificateName)"],
+                    timeout: 30)
+            }
+            let oldCA = cluster.caDirectory + "/ca.pem"
+            try await renewReachesAll("start")
+
+            // 1. n3 is revoked on n1 (where the CA is): n2 installs the list from n1, and both refuse n3's identity.
+            let revoked = try await cluster.cli(1, ["cluster", "revoke-node", "n3", "--ca-dir", cluster.caDirectory, "--reason", "test"])
+            #expect(revoked.exitCode == 0, "revoke-node: \(revoked.stdout) \(revoked.stderr)")
+            let spread = await cluster.eventually(timeout: 20) { cluster.fullDaemonLog(2).contains("installed the cluster's revocation list from a peer") }
+            #expect(spread, "n2 did not install the list:\n\(cluster.daemonLog(2))")
+            for peer in [1, 2] {
+                let answer = try await ask(from: 3, to: peer, identity: cluster.identityFile(3), caFile: oldCA)
+                #expect(answer.stdout.hasSuffix("\n403") && answer.stdout.contains("failed check: revoked") && !answer.stdout.contains("PRIVATE KEY"),
+                        "n\(peer) serves the revoked n3: \(answer.stdout.suffix(300)) \(answer.stderr)")
+            }
+            let refusedLogged = await cluster.eventually(timeout: 20) { cluster.fullDaemonLog(3).contains("peer refuses this node (403)") }
+            #expect(refusedLogged, "n3 does not say it is refused:\n\(cluster.daemonLog(3))")
+            let shown = try await cluster.cli(2, ["cluster", "show"])
+            #expect(shown.stdout.contains("revoked:     n3"), "\(shown.stdout)")
+
+            // A replacement n3 (a new identity issued after the revocation) is served again, without a restart.
+            let replacement = cluster.work.path + "/n3-replacement.pem"
+            let added = try await cluster.cli(1, ["cluster", "add-node", "n3", "--address", cluster.node(3).address, "--ca-dir", cluster.caDirectory, "--out", replacement])
+            #expect(added.exitCode == 0, "add-node: \(added.stderr)")
+            let joined = try await CLI.run(["cluster", "join", "--force", replacement, "--config", cluster.configPath(3)])
+            #expect(joined.exitCode == 0, "join: \(joined.stderr)")
+            let back = try await ask(from: 3, to: 1, identity: replacement, caFile: oldCA)
+            #expect(back.stdout.hasSuffix("\n200"), "the replacement n3 is refused: \(back.stdout.suffix(300)) \(back.stderr)")
+            try await renewReachesAll("after the replacement")
+
+            // 2. CA rotation, no daemon restarted: every node trusts the new CA, then moves to it one by one.
+            let newCADirectory = cluster.work.path + "/new-ca"
+            #expect(try await CLI.run(["cluster", "init", "--name", "test", "--ca-dir", newCADirectory]).exitCode == 0)
+            let newCA = newCADirectory + "/ca.pem"
+            for index in 1...3 {
+                let trusted = try await cluster.cli(index, ["cluster", "trust-ca", newCA])
+                #expect(trusted.exitCode == 0, "trust-ca on n\(index): \(trusted.stderr)")
+            }
+            var oldFingerprint = ""
+            for index in [2, 1, 3] {
+                let file = cluster.work.path + "/n\(index)-new.pem"
+                let added = try await cluster.cli(1, ["cluster", "add-node", "n\(index)", "--address", cluster.node(index).address, "--ca-dir", newCADirectory, "--out", file])
+                #expect(added.exitCode == 0, "add-node n\(index): \(added.stderr)")
+                let joined = try await cluster.cli(index, ["cluster", "join", "--force", file])
+                #expect(joined.exitCode == 0 && joined.stdout.contains("stays trusted"), "join n\(index): \(joined.stdout) \(joined.stderr)")
+                if let range = joined.stdout.range(of: "untrust-ca ") { oldFingerprint = String(joined.stdout[range.upperBound...].prefix { !$0.isWhitespace }) }
+                try await renewReachesAll("n\(index) moved to the new CA")
+            }
+            // The window closes: the old CA is no longer trusted anywhere; sync goes on; an old identity gets nothing.
+            #expect(!oldFingerprint.isEmpty)
+            for index in 1...3 {
+                let untrusted = try await cluster.cli(index, ["cluster", "untrust-ca", oldFingerprint])
+                #expect(untrusted.exitCode == 0, "untrust-ca on n\(index): \(untrusted.stdout) \(untrusted.stderr)")
+            }
+            try await renewReachesAll("after the rotation window")
+            let stale = try await ask(from: 2, to: 1, identity: cluster.identityFile(2), caFile: newCA)
+            #expect(!stale.stdout.contains("PRIVATE KEY") && !stale.stdout.hasSuffix("\n200"), "an identity from the old CA is still served: \(stale.stdout.suffix(200))")
+            for index in 1...3 {
+                #expect(!cluster.fullDaemonLog(index).contains("cluster credentials not reloaded"), "n\(index):\n\(cluster.daemonLog(index))")
+            }
         }
     }
 

@@ -582,3 +582,133 @@ enum ClientCertificateWithoutEKU {
         return tls
     }
 }
+
+@Suite("A standby's takeover covers the renewer's renewing, not only its daemon")
+struct StandbyLivenessTests {
+    /// A standby holding a certificate that is due (10 of 90 days left), and its view of one renewer `n1`.
+    func standby() throws -> (StandbyTakeover, PeerDirectory, LoopbackCluster) {
+        let cluster = try LoopbackCluster()
+        let node = try cluster.node("n3")
+        try cluster.install(on: node, notBefore: Date().addingTimeInterval(-80 * 86_400), notAfter: Date().addingTimeInterval(10 * 86_400))
+        let directory = PeerDirectory(peerNames: ["n1"], start: Date().addingTimeInterval(-7 * 86_400))
+        let renewer = Renewer(configuration: node.configuration, store: node.store, nodeName: "n3", environment: [:], logger: LoopbackCluster.logger)
+        let takeover = StandbyTakeover(
+            renewer: renewer, directory: directory, takeoverAfter: 3600, margin: 0, checkInterval: .seconds(30), logger: LoopbackCluster.logger)
+        return (takeover, directory, cluster)
+    }
+
+    func catalog(checked: Date?) -> PeerCatalog {
+        PeerCatalog(
+            node: "n1", role: "renewer", index: SyncIndex(epoch: "a", counter: 1), certificates: [], account: nil,
+            renewalChecks: checked.map { ["web": $0] })
+    }
+
+    @Test("a renewer that answers and checked the certificate within a day keeps it; one whose renewal stopped or never ran does not")
+    func renewingRenewer() throws {
+        let (takeover, directory, cluster) = try standby()
+        defer { cluster.directory.remove() }
+        let now = Date()
+        directory.reached("n1", catalog: catalog(checked: now.addingTimeInterval(-6 * 3600)), at: now)
+        #expect(takeover.dueForTakeover(now: now).isEmpty, "the standby takes over from a renewer that renews")
+
+        directory.reached("n1", catalog: catalog(checked: now.addingTimeInterval(-26 * 3600)), at: now)
+        let stale = takeover.dueForTakeover(now: now)
+        #expect(stale.map(\.spec.name) == ["web"])
+        #expect(stale.first?.reason == .renewerNotRenewing(lastCheck: now.addingTimeInterval(-26 * 3600)))
+
+        directory.reached("n1", catalog: catalog(checked: nil), at: now)
+        #expect(takeover.dueForTakeover(now: now).first?.reason == .renewerNotRenewing(lastCheck: nil))
+    }
+
+    @Test("a renewer that refuses this node, or has been gone less than takeover_after, keeps it; gone longer, it does not")
+    func silentOrRefusingRenewer() throws {
+        let (takeover, directory, cluster) = try standby()
+        defer { cluster.directory.remove() }
+        let now = Date()
+        directory.reached("n1", catalog: catalog(checked: now), at: now.addingTimeInterval(-600))
+        directory.failed("n1", error: "connection refused", at: now.addingTimeInterval(-600))
+        #expect(takeover.dueForTakeover(now: now).isEmpty, "10 minutes of silence is not takeover_after (1 h)")
+        #expect(takeover.dueForTakeover(now: now.addingTimeInterval(3600)).first?.reason == .renewerUnreachable(seconds: 4200))
+
+        directory.failed("n1", error: "HTTP 403", at: now, refusing: true)
+        #expect(takeover.dueForTakeover(now: now.addingTimeInterval(7200)).isEmpty, "the standby takes over from a renewer that refuses it")
+    }
+}
+
+@Suite("Revoked nodes on the peer API")
+struct PeerRevocationTests {
+    @Test("a revoked node gets 403 and no key, also on a connection it already had open; the list travels in the catalogue to the next node")
+    func revokedNodeIsRefused() async throws {
+        let cluster = try LoopbackCluster()
+        defer { cluster.directory.remove() }
+        let renewer = try cluster.node("n1")
+        let follower = try cluster.node("n2")
+        let relay = try cluster.node("n3")
+        try cluster.install(on: renewer)
+        func credentials(_ node: LoopbackNode) throws -> ClusterCredentials {
+            let directory = node.store.root + "/cluster"
+            try node.identity.write(to: directory + "/identity.pem", replacing: false)
+            return try ClusterCredentials(identityPath: directory + "/identity.pem", clusterDirectory: directory)
+        }
+        let serverCredentials = try credentials(renewer)
+        let relayCredentials = try credentials(relay)
+        let logs = CapturedLogs()
+        let server = try await PeerAPIServer.bind(
+            host: "127.0.0.1", port: 0, credentials: serverCredentials,
+            allowList: PeerAllowList(peers: ["n2", "n3"].map { .init(name: $0, hosts: ["127.0.0.1"]) }), logger: logs.logger)
+        let api = PeerAPI(
+            local: LocalNode(name: "n1", role: "renewer", store: renewer.store, acmeDirectoryURL: nil, credentials: serverCredentials),
+            index: ChangeIndex(initial: SyncIndex(epoch: "abc", counter: 1)), maximumWait: .seconds(60))
+        let task = Task { _ = try? await server.run(api) }
+        defer { task.cancel() }
+
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: HTTPClient.Configuration(tlsConfiguration: follower.identity.makeClientTLSConfiguration()))
+        func get(_ target: String) async throws -> (UInt, String) {
+            let response = try await http.execute(HTTPClientRequest(url: "https://127.0.0.1:\(server.port)\(target)"), timeout: .seconds(30))
+            return (response.status.code, String(buffer: try await response.body.collect(upTo: 1 << 20)))
+        }
+        do {
+            let (before, key) = try await get("/v1/certificates/web")
+            #expect(before == 200 && key.contains("PRIVATE KEY"), "n2 is not served before its revocation: \(before)")
+
+            let list = RevocationList(cluster: "test", version: 0, issuedAt: Date(), revoked: []).revoking("n2", at: Date(), reason: "lost")
+            let signed = try cluster.clusterCA.sign(list)
+            #expect(serverCredentials.offer(signed, source: "test") == .installed(version: 1, newlyRevoked: ["n2"]))
+            // The same client, its pooled keep-alive connection included: refused, nothing leaked.
+            for target in ["/v1/certificates/web", "/v1/catalog", "/v1/account"] {
+                let (status, body) = try await get(target)
+                #expect(status == 403, "\(target): \(status) \(body.prefix(200))")
+                #expect(body.contains("failed check: revoked") && !body.contains("PRIVATE KEY") && !body.contains("sync.example"), "\(body)")
+            }
+            #expect(logs.all.contains { $0.contains("node 'n2' was revoked") }, "\(logs.all)")
+
+            // n3 is still served, gets the list in the catalogue and installs it: its own API now refuses n2 too.
+            try await withPeerClient(relay.identity.makeClientTLSConfiguration(), peer: "n1", port: server.port) { client in
+                let catalog = try await client.catalog(after: nil, wait: .zero)
+                #expect(catalog.revocations == signed)
+                let installer = SyncInstaller(configuration: relay.configuration, store: relay.store, environment: [:], logger: LoopbackCluster.logger)
+                let directory = PeerDirectory(peerNames: ["n1"], start: Date())
+                let announced = NIOLockedValueBox(0)
+                let relayFollower = PeerFollower(
+                    client: client, installer: installer, directory: directory, longPoll: .seconds(1), logger: LoopbackCluster.logger,
+                    credentials: relayCredentials, announce: { announced.withLockedValue { $0 += 1 } })
+                relayFollower.adoptRevocations(catalog, logger: LoopbackCluster.logger)
+                relayFollower.adoptRevocations(catalog, logger: LoopbackCluster.logger)
+                #expect(announced.withLockedValue { $0 } == 1, "the install is announced once")
+            }
+            #expect(relayCredentials.current.revocationList?.entry(for: "n2") != nil)
+            #expect(FileManager.default.fileExists(atPath: relay.store.root + "/cluster/revocations.json"))
+            guard case .refused(check: "revoked", _) = relayCredentials.refusal(of: follower.identity.certificate) else {
+                Issue.record("n3 does not refuse the revoked n2")
+                try await http.shutdown()
+                return
+            }
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
+        try await http.shutdown()
+        task.cancel()
+        await task.value
+    }
+}
