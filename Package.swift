@@ -51,7 +51,7 @@ let package = Package(
         .target(
             name: "CertStore",
             dependencies: [
-                "ACMEProtocol",
+                "ACMEProtocol", "NameRules",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
@@ -62,9 +62,11 @@ let package = Package(
         // Pure renewal-window and back-off maths; time is always a parameter.
         .target(name: "RenewalPolicy", dependencies: ["Durations"]),
         // YAML configuration: parsing and validation with key paths.
+        // The one name rule (certificate, node and cluster names, state keys): config, store and peers agree.
+        .target(name: "NameRules"),
         .target(
             name: "CertkeeperConfig",
-            dependencies: ["Durations", .product(name: "Yams", package: "Yams")]
+            dependencies: ["Durations", "NameRules", .product(name: "Yams", package: "Yams")]
         ),
         // Running external programs (deploy hooks, dns-01 hooks) with timeouts.
         .target(
@@ -133,7 +135,7 @@ let package = Package(
         .target(
             name: "ClusterTrust",
             dependencies: [
-                "CertStore",
+                "CertStore", "NameRules",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),

@@ -1,4 +1,6 @@
-/// Checks names that become path components in the store (certificate names, state keys).
+import NameRules
+
+/// Checks names that become path components in the store (certificate names, state keys), by ``NameRules/NameRule``.
 ///
 /// Names may later come from a peer, so they are checked before any path is built:
 /// `[A-Za-z0-9][A-Za-z0-9._-]{0,63}` and never containing `..`.
@@ -14,12 +16,7 @@ public enum StoreName {
     ///   - maximumLength: The longest accepted length (64 for certificate names).
     /// - Returns: `true` when it matches `[A-Za-z0-9][A-Za-z0-9._-]{0,maximumLength-1}` and does not contain `..`.
     public static func isValid(_ name: String, maximumLength: Int = Self.maximumLength) -> Bool {
-        let bytes = Array(name.utf8)
-        guard let first = bytes.first, bytes.count <= maximumLength else { return false }
-        guard isAlphanumeric(first) else { return false }
-        guard bytes.allSatisfy({ isAlphanumeric($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") })
-        else { return false }
-        return !name.contains("..")
+        NameRule.isValid(name, maximumLength: maximumLength)
     }
 
     /// Throws unless `name` is valid.
@@ -37,11 +34,5 @@ public enum StoreName {
                 detail: "\(String(reflecting: String(name.prefix(80)))) is not a valid \(kind) (want [A-Za-z0-9][A-Za-z0-9._-]{0,\(maximumLength - 1)}, no \"..\")"
             )
         }
-    }
-
-    private static func isAlphanumeric(_ byte: UInt8) -> Bool {
-        (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z"))
-            || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
-            || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import NameRules
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -12,18 +13,10 @@ import Darwin
 enum Syntax {
     // MARK: Names
 
-    /// Longest certificate or node name: it becomes a directory name and appears in logs.
-    static let maximumNameLength = 64
-
-    /// Certificate and node names: `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`, so never `.` or `..`.
+    /// Certificate and node names: the store's rule (``NameRules/NameRule``), so a name accepted here is one the
+    /// store accepts.
     static func nameProblem(_ text: String) -> String? {
-        guard let first = text.first else { return "it is empty" }
-        guard text.count <= maximumNameLength else { return "it is longer than \(maximumNameLength) characters" }
-        guard isASCIIAlphanumeric(first) else { return "it must start with a letter or digit" }
-        if let bad = text.first(where: { !isASCIIAlphanumeric($0) && !"._-".contains($0) }) {
-            return "it contains \(describe(bad)); use letters, digits, '.', '_' and '-'"
-        }
-        return nil
+        NameRule.problem(text)
     }
 
     /// ACME profile names: `[a-z0-9_-]+`.

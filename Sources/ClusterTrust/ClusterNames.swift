@@ -1,4 +1,5 @@
 import CertStore
+import NameRules
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -14,16 +15,7 @@ public enum ClusterNames {
     /// - Parameter name: The candidate name.
     /// - Returns: A sentence fragment such as `"it must start with a letter or digit"`.
     public static func nameProblem(_ name: String) -> String? {
-        guard let first = name.unicodeScalars.first else { return "it is empty" }
-        guard name.utf8.count <= StoreName.maximumLength else {
-            return "it is longer than \(StoreName.maximumLength) characters"
-        }
-        guard isASCIIAlphanumeric(first) else { return "it must start with a letter or digit" }
-        if let bad = name.unicodeScalars.first(where: { !isASCIIAlphanumeric($0) && !"._-".unicodeScalars.contains($0) }) {
-            return "it contains \(describe(bad)); use letters, digits, '.', '_' and '-'"
-        }
-        if name.contains("..") { return "it contains '..'" }
-        return StoreName.isValid(name) ? nil : "it is not a valid name"
+        NameRule.problem(name)
     }
 
     /// Throws unless `name` is a valid node or cluster name.

@@ -173,7 +173,7 @@ struct ConfigValidationTests {
         #expect(issue?.message == "duplicate certificate name 'Web' (also used by certificates[0])")
     }
 
-    @Test("bad certificate and node names", arguments: [".", "..", "-web", "web/site", "a b", String(repeating: "n", count: 65)])
+    @Test("bad certificate and node names", arguments: [".", "..", "-web", "web/site", "a b", "a..b", String(repeating: "n", count: 65)])
     func badNames(name: String) {
         let certificate = singleIssue(in: withCertificate("name: \"\(name)\"\ndomains: [example.com]"))
         #expect(certificate?.keyPath == "certificates[0].name")

@@ -45,6 +45,27 @@ struct BadInputTests {
         #expect(unknown.exitCode == 2)
     }
 
+    @Test("a certificate name the store would refuse (a..b) is exit 2 at check-config and at renew, before the store is touched")
+    func storeNameRuleAtCheckConfig() async throws {
+        let directory = try TemporaryDirectory(name: "badname")
+        defer { directory.remove() }
+        let state = directory.appending("state")
+        let config = try directory.write("""
+            state_dir: \(state)
+            acme:
+              directory: https://127.0.0.1:1/dir
+            certificates:
+              - name: a..b
+                domains: [example.org]
+            """, to: "certkeeper.yaml")
+        for command in [["check-config"], ["renew", "--no-random-sleep"]] {
+            let result = try await CLI.run(command + ["--config", config])
+            #expect(result.exitCode == 2, "\(command): \(result.stdout) \(result.stderr)")
+            #expect(result.stderr.contains("certificates[0].name: 'a..b' is not a valid name: it contains '..'"), "\(result.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: state), "\(command) created the state directory")
+        }
+    }
+
     @Test("check-config: a dns-01 hook that does not exist or is not executable is exit 2 with its key path")
     func dnsHookMustBeExecutable() async throws {
         let directory = try TemporaryDirectory(name: "dnshook")
