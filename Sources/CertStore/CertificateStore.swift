@@ -30,8 +30,9 @@ public final class CertificateStore: Sendable {
     public let keepVersions: Int
     private let logger: Logger
     let fileSystem: FileSystem
-    /// Serialises installs and pruning in this process (two installs of one name must not race for a version number).
-    private let installGate = Mutex<Void>(())
+    /// Serialises installs and pruning in this process (two installs of one name must not race for a version
+    /// number): one gate per root, shared by every instance on that root.
+    private let installGate: InstallGate
 
     /// Creates a store rooted at `root`. Nothing is touched on disk until ``prepare()`` or a write.
     /// - Parameters:
@@ -47,6 +48,7 @@ public final class CertificateStore: Sendable {
         self.keepVersions = max(1, keepVersions)
         self.logger = logger
         self.fileSystem = fileSystem
+        self.installGate = InstallGate.forRoot(self.root)
     }
 
     // MARK: - Paths
@@ -114,7 +116,7 @@ public final class CertificateStore: Sendable {
     @discardableResult
     public func install(_ verified: VerifiedBundle, name: String, issuedBy: String, now: Date) throws(StoreError) -> CertificateMeta {
         try StoreName.check(name)
-        return try installGate.withLock { _ throws(StoreError) -> CertificateMeta in
+        return try installGate.mutex.withLock { _ throws(StoreError) -> CertificateMeta in
             try installLocked(verified, name: name, issuedBy: issuedBy, now: now)
         }
     }
@@ -213,7 +215,7 @@ public final class CertificateStore: Sendable {
     /// - Throws: ``StoreError``: `invalidName`, or `io` when a directory cannot be listed or removed.
     public func pruneVersions(name: String) throws(StoreError) {
         try StoreName.check(name)
-        try installGate.withLock { _ throws(StoreError) in
+        try installGate.mutex.withLock { _ throws(StoreError) in
             let liveTarget = try fileSystem.kind(liveDirectory(name: name)) == .symlink
                 ? try fileSystem.readSymlink(liveDirectory(name: name)) : nil
             try prune(name: name, liveVersionName: liveTarget.map(FileSystem.lastComponent(of:)))
@@ -445,4 +447,20 @@ struct VersionDirectory: Sendable, Equatable {
 
 extension Character {
     fileprivate var isASCIIDigit: Bool { isASCII && isNumber }
+}
+
+/// The in-process install gate of one store root, shared by every ``CertificateStore`` on that root.
+final class InstallGate: Sendable {
+    let mutex = Mutex<Void>(())
+    private static let gates = Mutex<[String: InstallGate]>([:])
+
+    /// The gate of `root` (created on first use; a process has a handful of roots).
+    static func forRoot(_ root: String) -> InstallGate {
+        gates.withLock { gates in
+            if let gate = gates[root] { return gate }
+            let gate = InstallGate()
+            gates[root] = gate
+            return gate
+        }
+    }
 }

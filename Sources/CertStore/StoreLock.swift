@@ -5,27 +5,33 @@ import Glibc
 
 /// An exclusive `flock(2)` on `root/lock`, held until ``release()`` or deinit.
 ///
-/// flock locks belong to the open file description, so two acquisitions in one process exclude each other
-/// just as two processes do. The kernel drops the lock if the process dies: no stale locks.
+/// Within one process the holders of a store's lock take turns in arrival order (``StoreLockQueue``, shared by
+/// every ``CertificateStore`` instance on the same root), waiting without a time limit; across processes the
+/// flock decides, and the timeout applies to it. flock locks belong to the open file description, so the kernel
+/// drops the lock if the process dies: no stale locks.
 public final class StoreLock: Sendable {
     /// The lock file.
     public let path: String
     /// The open descriptor, `nil` once released.
     private let descriptor: Mutex<Int32?>
+    private let turn: StoreLockQueue.Turn
 
-    init(path: String, descriptor: Int32) {
+    init(path: String, descriptor: Int32, turn: StoreLockQueue.Turn) {
         self.path = path
         self.descriptor = Mutex(descriptor)
+        self.turn = turn
     }
 
-    /// Releases the lock; calling it again does nothing.
+    /// Releases the lock (and hands it to the next holder waiting in this process); calling it again does nothing.
     public func release() {
-        descriptor.withLock { fd in
-            guard let open = fd else { return }
+        let released = descriptor.withLock { fd -> Bool in
+            guard let open = fd else { return false }
             _ = flock(open, LOCK_UN)
             _ = close(open)
             fd = nil
+            return true
         }
+        if released { turn.end() }
     }
 
     /// Whether the lock is still held by this object.
@@ -46,29 +52,42 @@ extension CertificateStore {
     public func acquireLock(timeout: Duration) async throws(StoreError) -> StoreLock {
         try fileSystem.makeDirectory(root, mode: 0o755)
         let path = lockPath
+        // This process's holders first, one at a time in arrival order; then the other processes' flock.
+        let inProcessLimit = max(timeout, StoreLockQueue.longestWait)
+        guard let turn = await StoreLockQueue.shared.waitForTurn(path, limit: inProcessLimit) else {
+            if Task.isCancelled { throw StoreError(code: .cancelled, operation: "lock", path: path, detail: "cancelled while waiting") }
+            throw StoreError(code: .lockTimeout, operation: "lock", path: path, detail: "held by another task of this process for more than \(inProcessLimit)")
+        }
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw .io("open lock file", path) }
+        guard fd >= 0 else {
+            let failure = StoreError.io("open lock file", path)
+            turn.end()
+            throw failure
+        }
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
         while true {
             if flock(fd, LOCK_EX | LOCK_NB) == 0 {
-                return StoreLock(path: path, descriptor: fd)
+                return StoreLock(path: path, descriptor: fd, turn: turn)
             }
             let code = errno
             if code == EINTR { continue }
             guard code == EWOULDBLOCK else {
                 _ = close(fd)
+                turn.end()
                 throw .io("lock", path, errno: code)
             }
             let remaining = clock.now.duration(to: deadline)
             guard remaining > .zero else {
                 _ = close(fd)
-                throw StoreError(code: .lockTimeout, operation: "lock", path: path, detail: "held by another process or task for more than \(timeout)")
+                turn.end()
+                throw StoreError(code: .lockTimeout, operation: "lock", path: path, detail: "held by another process for more than \(timeout)")
             }
             do {
                 try await Task.sleep(for: min(.milliseconds(50), remaining))
             } catch {
                 _ = close(fd)
+                turn.end()
                 throw StoreError(code: .cancelled, operation: "lock", path: path, detail: "cancelled while waiting")
             }
         }
@@ -83,5 +102,124 @@ extension CertificateStore {
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { return errno == EWOULDBLOCK }
         _ = flock(fd, LOCK_UN)
         return false
+    }
+}
+
+/// The in-process half of the store lock: per lock file, one holder at a time, the others waiting in arrival
+/// order (woken by the release, not polling), whichever ``CertificateStore`` instance they came through.
+///
+/// A daemon's peer sync installs, its internal renewals and its hook runs all take the store lock; without this
+/// queue they would poll one flock and the loser of a long deploy hook would time out.
+final class StoreLockQueue: Sendable {
+    /// One holder's place; ``end()`` hands the lock on (idempotent).
+    final class Turn: Sendable {
+        private let path: String
+        private let queue: StoreLockQueue
+        private let ended = Mutex(false)
+
+        init(path: String, queue: StoreLockQueue) {
+            self.path = path
+            self.queue = queue
+        }
+
+        func end() {
+            let first = ended.withLock { ended -> Bool in
+                defer { ended = true }
+                return !ended
+            }
+            if first { queue.pass(path) }
+        }
+    }
+
+    private struct Line {
+        var held = false
+        var waiting: [(id: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
+    }
+
+    static let shared = StoreLockQueue()
+    /// The longest an in-process waiter waits (beyond a longer lock timeout): longer than any deploy hook may run,
+    /// short enough that a bug holding the lock shows as an error rather than a hang.
+    static let longestWait: Duration = .seconds(15 * 60)
+    private let lines = Mutex<(next: UInt64, byPath: [String: Line])>((0, [:]))
+
+    /// Waits until no other holder in this process has `path`, at most `limit`.
+    /// - Returns: The turn, or `nil` after `limit` or when the task is cancelled (the place is given up).
+    func waitForTurn(_ path: String, limit: Duration) async -> Turn? {
+        await withTaskGroup(of: Turn?.self) { group in
+            group.addTask { try? await self.waitForTurn(path) }
+            group.addTask {
+                try? await Task.sleep(for: limit)
+                return nil
+            }
+            var granted: Turn?
+            var decided = false
+            while let result = await group.next() {
+                if let turn = result {
+                    // A turn granted after the decision (the limit passed in the same instant) is handed on.
+                    if decided { turn.end() } else { granted = turn }
+                }
+                if !decided {
+                    decided = true
+                    group.cancelAll()
+                }
+            }
+            return granted
+        }
+    }
+
+    /// Waits until no other holder in this process has `path`.
+    /// - Throws: `CancellationError` when the task is cancelled while waiting (its place is given up).
+    func waitForTurn(_ path: String) async throws -> Turn {
+        let id = lines.withLock { state -> UInt64 in
+            state.next += 1
+            return state.next
+        }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                // Checked under the same lock the cancellation handler takes: the flag is set before the handler
+                // runs, so either this sees it or the handler sees the waiter.
+                let admitted = lines.withLock { state -> Bool? in
+                    if Task.isCancelled { return nil }
+                    var line = state.byPath[path] ?? Line()
+                    if !line.held {
+                        line.held = true
+                        state.byPath[path] = line
+                        return true
+                    }
+                    line.waiting.append((id, continuation))
+                    state.byPath[path] = line
+                    return false
+                }
+                switch admitted {
+                case nil: continuation.resume(throwing: CancellationError())
+                case true?: continuation.resume()
+                case false?: break
+                }
+            }
+        } onCancel: {
+            let cancelled = lines.withLock { state -> CheckedContinuation<Void, any Error>? in
+                guard var line = state.byPath[path], let index = line.waiting.firstIndex(where: { $0.id == id }) else { return nil }
+                let continuation = line.waiting.remove(at: index).continuation
+                state.byPath[path] = line
+                return continuation
+            }
+            cancelled?.resume(throwing: CancellationError())
+        }
+        return Turn(path: path, queue: self)
+    }
+
+    /// Hands `path` to the next waiter, or marks it free.
+    fileprivate func pass(_ path: String) {
+        let next = lines.withLock { state -> CheckedContinuation<Void, any Error>? in
+            guard var line = state.byPath[path] else { return nil }
+            if line.waiting.isEmpty {
+                state.byPath[path] = nil
+                return nil
+            }
+            let next = line.waiting.removeFirst().continuation
+            state.byPath[path] = line
+            return next
+        }
+        next?.resume()
     }
 }

@@ -712,3 +712,50 @@ struct PeerRevocationTests {
         await task.value
     }
 }
+
+@Suite("Synced installs take turns")
+struct SyncInstallTurnTests {
+    @Test("two certificates offered at once are installed one after the other, their deploy hooks never overlapping, though the hooks outlast lock_timeout")
+    func installsTakeTurns() async throws {
+        let cluster = try LoopbackCluster()
+        defer { cluster.directory.remove() }
+        let renewer = try cluster.node("n1")
+        for name in ["web", "api"] {
+            let leaf = try cluster.issuer.issueLeaf(dnsNames: ["\(name).example"], notBefore: Date().addingTimeInterval(-3600), notAfter: Date().addingTimeInterval(90 * 86_400))
+            let bundle = CertificateBundle(certificatePEM: leaf.certificatePEM, chainPEM: leaf.chainPEM, privateKeyPEM: leaf.privateKeyPEM)
+            try renewer.store.install(try BundleVerifier().verify(bundle, expectedDomains: ["\(name).example"], now: Date()), name: name, issuedBy: "n1", now: Date())
+        }
+        // Each hook notes its start and end and takes 2 s; the lock timeout is 1 s.
+        let journal = cluster.directory.path + "/hooks.log"
+        let root = cluster.directory.path + "/n2"
+        let hook = "echo \"start $RENEWED_LINEAGE\" >> \(journal); sleep 2; echo \"end $RENEWED_LINEAGE\" >> \(journal)"
+        let configuration = CertkeeperConfiguration(
+            stateDirectory: root, nodeName: "n2", acme: ACMESettings(directoryURL: "https://acme.invalid/directory"),
+            renew: RenewSettings(lockTimeout: 1),
+            certificates: ["web", "api"].map { CertificateSpec(name: $0, domains: ["\($0).example"]) },
+            hooks: HookSettings(deploy: [HookCommand(command: hook)], timeout: 30))
+        let store = CertStore.CertificateStore(root: root, logger: LoopbackCluster.logger)
+        try store.prepare()
+        let identity = try cluster.clusterCA.issueIdentity(nodeName: "n2", addresses: [NodeAddress(parsing: "127.0.0.1")])
+        let api = try await RunningPeerAPI.start(renewer)
+        defer { api.task.cancel() }
+        let installer = SyncInstaller(configuration: configuration, store: store, environment: [:], logger: LoopbackCluster.logger)
+        try await withPeerClient(identity.makeClientTLSConfiguration(), peer: "n1", port: api.server.port) { client in
+            let catalog = try await client.catalog(after: nil, wait: .zero)
+            #expect(catalog.certificates.count == 2)
+            let outcomes = await withTaskGroup(of: OfferOutcome.self) { group in
+                for entry in catalog.certificates { group.addTask { await installer.consider(entry, from: client) } }
+                return await group.reduce(into: []) { $0.append($1) }
+            }
+            for outcome in outcomes {
+                guard case .installed(_, let failed) = outcome, failed.isEmpty else {
+                    Issue.record("an install did not wait its turn: \(outcome)")
+                    continue
+                }
+            }
+        }
+        let lines = try String(contentsOfFile: journal, encoding: .utf8).split(separator: "\n").map { $0.split(separator: " ").first ?? "" }
+        #expect(lines == ["start", "end", "start", "end"], "the hooks overlapped: \(lines)")
+        await api.stop()
+    }
+}
