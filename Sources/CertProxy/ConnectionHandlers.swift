@@ -201,7 +201,11 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
                 server.connectFailed()
                 self.counters.update { $0.backendFailures += 1 }
                 self.lastConnectFailure = (server.settings.name, backend.description, "\(error)")
-                guard case .connecting = self.state, context.channel.isActive else { return }
+                guard case .connecting = self.state, context.channel.isActive else {
+                    self.logger.debug("backend unreachable; the client had gone", metadata: self.metadata(context, ["error": "\(error)", "backend": "\(backend)"]))
+                    self.lastConnectFailure = nil
+                    return
+                }
                 self.connect(context: context)
             }
         }

@@ -69,38 +69,61 @@ public enum TrustedCAFile {
 }
 
 /// Who this node is and whom it trusts on the peer API, swappable while the daemon runs: the identity, the trusted
-/// cluster CAs (the identity's and ``TrustedCAFile``'s) and the verified ``RevocationList``.
+/// cluster CAs (the identity's and ``TrustedCAFile``'s) and the verified revocation lists, one per trusted CA.
 ///
 /// Every new peer connection takes the current TLS context (server) or configuration (client); every request on
 /// an open connection is checked again against the current anchors and revocations
 /// (``refusal(of:)``), so revoking a node or ending a CA's rotation window takes effect on connections that were
 /// already open.
 ///
-/// Thread safety: all state sits behind one lock; reads return immutable snapshots.
+/// Thread safety: all state sits behind one lock; reads return immutable snapshots. Offers and reloads are
+/// serialised by a second lock (always taken before the first).
 public final class ClusterCredentials: Sendable {
+    /// One CA's installed revocation list.
+    public struct InstalledRevocations: Sendable, Equatable {
+        /// As signed (what the catalogue passes on).
+        public let signed: SignedRevocationList
+        /// Its verified content.
+        public let list: RevocationList
+        /// The CA that signed it (its entries cover only this CA's certificates).
+        public let signer: Certificate
+    }
+
     /// One consistent state.
     public struct Snapshot: Sendable {
         /// This node's identity.
         public let identity: ClusterIdentity
         /// The trusted cluster CAs: the identity's first, then the extra ones.
         public let anchors: [Certificate]
-        /// The installed revocation list with its signature, if any.
-        public let revocations: SignedRevocationList?
-        /// The verified content of ``revocations``.
-        public let revocationList: RevocationList?
+        /// The installed revocation lists, one per trusted CA that has one, by the signer's fingerprint order.
+        public let revocations: [InstalledRevocations]
         /// The peer API's server context.
         public let serverContext: NIOSSLContext
         /// The client side of mutual TLS.
         public let clientTLS: TLSConfiguration
         /// Increases with every change (connections re-check their client when it moves).
         public let generation: Int
+
+        /// The signed lists, as the catalogue carries them.
+        public var signedRevocations: [SignedRevocationList] { revocations.map(\.signed) }
+
+        /// The installed list of the CA with this fingerprint.
+        public func revocations(signedBy fingerprint: String) -> InstalledRevocations? {
+            revocations.first { $0.signed.signer == fingerprint }
+        }
+
+        /// Every revoked node name, with the list that says so.
+        public var revokedNodes: [(node: RevokedNode, list: InstalledRevocations)] {
+            revocations.flatMap { installed in installed.list.revoked.map { ($0, installed) } }
+        }
     }
 
     /// What ``offer(_:source:)`` did with a list from a peer.
     public enum Offer: Sendable, Equatable {
-        /// Installed; the nodes it revokes that were not revoked before.
-        case installed(version: Int, newlyRevoked: [String])
-        /// This node has this version or a newer one.
+        /// Installed; the nodes it revokes that its CA's previous list did not; the reason it could not be saved
+        /// (it is enforced until the daemon stops either way).
+        case installed(version: Int, newlyRevoked: [String], notSaved: String? = nil)
+        /// This node has this version or a newer one from the same CA.
         case notNewer
         /// Not signed by a trusted CA, or malformed: the reason.
         case refused(String)
@@ -108,24 +131,24 @@ public final class ClusterCredentials: Sendable {
 
     /// Where the files live.
     public let identityPath: String
-    /// `<state_dir>/cluster`: the trusted-CA file and the revocation list.
+    /// `<state_dir>/cluster`: the trusted-CA file and the revocation lists.
     public let clusterDirectory: String
     private let state: NIOLockedValueBox<Snapshot>
     /// Serialises offers and reloads (each reads, decides and writes the file).
     private let writer = NIOLock()
 
-    /// Loads the identity, the trusted CAs and the revocation list.
+    /// Loads the identity, the trusted CAs and the revocation lists.
     /// - Parameters:
     ///   - identityPath: This node's identity file.
     ///   - clusterDirectory: The directory of `trusted-cas.pem` and `revocations.json`.
     ///   - now: The time to check the identity's validity against.
-    /// - Throws: ``ClusterTrustError`` naming the file at fault (a bad revocation list on disk is an error too: a
-    ///   node must not start while it cannot tell whom it revoked).
+    /// - Throws: ``ClusterTrustError`` naming the file at fault (a list from a trusted CA that does not verify is an
+    ///   error too: a node must not start while it cannot tell whom it revoked).
     public init(identityPath: String, clusterDirectory: String, now: Date = Date()) throws(ClusterTrustError) {
         self.identityPath = identityPath
         self.clusterDirectory = clusterDirectory
         let identity = try ClusterIdentity.load(path: identityPath, now: now)
-        state = NIOLockedValueBox(try Self.snapshot(identity: identity, clusterDirectory: clusterDirectory, generation: 1, keeping: nil))
+        state = NIOLockedValueBox(try Self.snapshot(identity: identity, clusterDirectory: clusterDirectory, generation: 1, keeping: nil, now: now))
     }
 
     /// Fixed credentials from an identity alone (tests, one-shot commands): no extra CAs, no revocations.
@@ -133,57 +156,68 @@ public final class ClusterCredentials: Sendable {
         identityPath = ""
         self.clusterDirectory = clusterDirectory ?? ""
         state = NIOLockedValueBox(try Self.snapshot(
-            identity: identity, clusterDirectory: clusterDirectory, generation: 1, keeping: nil))
+            identity: identity, clusterDirectory: clusterDirectory, generation: 1, keeping: nil, now: Date()))
     }
 
     /// The current state.
     public var current: Snapshot { state.withLockedValue { $0 } }
 
     /// Why a client certificate that passed the handshake (under some earlier state) must be refused now: it is not
-    /// signed by a CA trusted now (check `trust`), or its node is revoked (check `revoked`). `nil` when it may be
-    /// served.
+    /// signed by a CA trusted now (check `trust`), or the list of the CA that issued it revokes its node (check
+    /// `revoked`). `nil` when it may be served.
     public func refusal(of certificate: Certificate) -> PeerAllowList.Decision? {
         let snapshot = current
-        guard snapshot.anchors.contains(where: { Self.signed(certificate, by: $0) }) else {
+        guard let issuer = snapshot.anchors.first(where: { Self.signed(certificate, by: $0) }) else {
             return .refused(check: "trust", reason: "its certificate is not signed by a cluster CA this node trusts now")
         }
-        if let entry = snapshot.revocationList?.revocation(of: certificate) {
+        let issuerFingerprint = TrustedCAFile.fingerprint(issuer)
+        if let entry = snapshot.revocations(signedBy: issuerFingerprint)?.list.revocation(of: certificate) {
             return .refused(check: "revoked", reason: "node '\(entry.node)' was revoked on \(Fingerprint.date(entry.revokedAt)) (cluster revoke-node)")
         }
         return nil
     }
 
-    /// Installs a revocation list a peer sent when it is newer than this node's and signed by a trusted CA.
-    public func offer(_ signed: SignedRevocationList, source: String) -> Offer {
+    /// Installs a revocation list a peer sent when it is newer than this node's list from the same CA and signed by
+    /// a trusted CA.
+    public func offer(_ signed: SignedRevocationList, source: String, now: Date = Date()) -> Offer {
         writer.lock()
         defer { writer.unlock() }
+        let snapshot = current
+        let installed = snapshot.revocations(signedBy: signed.signer)
+        if installed?.signed == signed { return .notNewer }
+        let list: RevocationList
         do {
-            let snapshot = current
-            if snapshot.revocations == signed { return .notNewer }
-            let list: RevocationList
-            do {
-                list = try signed.verified(by: snapshot.anchors, source: source)
-            } catch {
-                return .refused(error.description)
-            }
-            if let installed = snapshot.revocationList, installed.version >= list.version { return .notNewer }
-            guard !clusterDirectory.isEmpty else { return .refused("no cluster directory to keep the list in") }
-            do {
-                try RevocationFile.write(signed, to: RevocationFile.path(clusterDirectory: clusterDirectory))
-            } catch {
-                return .refused(error.description)
-            }
-            let before = Set(snapshot.revocationList?.revoked.map(\.node) ?? [])
-            state.withLockedValue { current in
-                current = Snapshot(
-                    identity: current.identity, anchors: current.anchors, revocations: signed, revocationList: list,
-                    serverContext: current.serverContext, clientTLS: current.clientTLS, generation: current.generation + 1)
-            }
-            return .installed(version: list.version, newlyRevoked: list.revoked.map(\.node).filter { !before.contains($0) })
+            list = try signed.verified(by: snapshot.anchors, source: source, now: now)
+        } catch {
+            return .refused(error.description)
         }
+        if let installed, installed.list.version >= list.version { return .notNewer }
+        guard let signer = snapshot.anchors.first(where: { TrustedCAFile.fingerprint($0) == signed.signer }) else {
+            return .refused("no trusted CA has fingerprint \(signed.signer.prefix(95))")
+        }
+        var lists = snapshot.revocations.filter { $0.signed.signer != signed.signer }
+        lists.append(InstalledRevocations(signed: signed, list: list, signer: signer))
+        lists.sort { $0.signed.signer < $1.signed.signer }
+        var notSaved: String?
+        if clusterDirectory.isEmpty {
+            notSaved = "no cluster directory to keep it in"
+        } else {
+            do {
+                try RevocationFile.write(lists.map(\.signed), to: RevocationFile.path(clusterDirectory: clusterDirectory))
+            } catch {
+                notSaved = error.description
+            }
+        }
+        state.withLockedValue { current in
+            current = Snapshot(
+                identity: current.identity, anchors: current.anchors, revocations: lists,
+                serverContext: current.serverContext, clientTLS: current.clientTLS, generation: current.generation + 1)
+        }
+        let before = Set(installed?.list.revoked.map(\.node) ?? [])
+        return .installed(version: list.version, newlyRevoked: list.revoked.map(\.node).filter { !before.contains($0) }, notSaved: notSaved)
     }
 
-    /// Re-reads the identity, the trusted CAs and the revocation list (after `cluster join`, `trust-ca`,
+    /// Re-reads the identity, the trusted CAs and the revocation lists (after `cluster join`, `trust-ca`,
     /// `untrust-ca`, `revoke-node`). Nothing changes when any of them is invalid.
     /// - Returns: Whether anything changed.
     /// - Throws: ``ClusterTrustError`` naming the file at fault; the running state is kept.
@@ -192,47 +226,43 @@ public final class ClusterCredentials: Sendable {
         guard !identityPath.isEmpty else { return false }
         writer.lock()
         defer { writer.unlock() }
-        do {
-            let snapshot = current
-            let identity = try ClusterIdentity.load(path: identityPath, now: now)
-            guard identity.nodeName == snapshot.identity.nodeName else {
-                throw ClusterTrustError(code: .invalidName, subject: identityPath, detail: "is now node '\(identity.nodeName)', not '\(snapshot.identity.nodeName)'; keeping the running identity")
-            }
-            let next = try Self.snapshot(identity: identity, clusterDirectory: clusterDirectory, generation: snapshot.generation + 1, keeping: snapshot)
-            let changed = next.identity.fingerprint != snapshot.identity.fingerprint
-                || next.anchors.map(TrustedCAFile.fingerprint) != snapshot.anchors.map(TrustedCAFile.fingerprint)
-                || next.revocations != snapshot.revocations
-            if changed { state.withLockedValue { $0 = next } }
-            return changed
+        let snapshot = current
+        let identity = try ClusterIdentity.load(path: identityPath, now: now)
+        guard identity.nodeName == snapshot.identity.nodeName else {
+            throw ClusterTrustError(code: .invalidName, subject: identityPath, detail: "is now node '\(identity.nodeName)', not '\(snapshot.identity.nodeName)'; keeping the running identity")
         }
+        let next = try Self.snapshot(identity: identity, clusterDirectory: clusterDirectory, generation: snapshot.generation + 1, keeping: snapshot, now: now)
+        let changed = next.identity.fingerprint != snapshot.identity.fingerprint
+            || next.anchors.map(TrustedCAFile.fingerprint) != snapshot.anchors.map(TrustedCAFile.fingerprint)
+            || next.signedRevocations != snapshot.signedRevocations
+        if changed { state.withLockedValue { $0 = next } }
+        return changed
     }
 
     private static func snapshot(
-        identity: ClusterIdentity, clusterDirectory: String?, generation: Int, keeping previous: Snapshot?
+        identity: ClusterIdentity, clusterDirectory: String?, generation: Int, keeping previous: Snapshot?, now: Date
     ) throws(ClusterTrustError) -> Snapshot {
         var anchors = [identity.caCertificate]
-        var revocations: SignedRevocationList?
-        var list: RevocationList?
+        var lists: [String: InstalledRevocations] = [:]
         if let clusterDirectory, !clusterDirectory.isEmpty {
             for extra in try TrustedCAFile.read(TrustedCAFile.path(clusterDirectory: clusterDirectory))
             where !anchors.contains(where: { TrustedCAFile.fingerprint($0) == TrustedCAFile.fingerprint(extra) }) {
                 anchors.append(extra)
             }
+            let byFingerprint = Dictionary(anchors.map { (TrustedCAFile.fingerprint($0), $0) }, uniquingKeysWith: { first, _ in first })
+            // A list of a CA no longer trusted (the end of a rotation window) is dropped: it covered that CA's
+            // certificates, which are refused anyway. A list of a trusted CA that does not verify is an error.
+            for installed in previous?.revocations ?? [] where byFingerprint[installed.signed.signer] != nil {
+                lists[installed.signed.signer] = installed
+            }
             let path = RevocationFile.path(clusterDirectory: clusterDirectory)
-            let trusted = Set(anchors.map(TrustedCAFile.fingerprint))
-            // A list signed by a CA no longer trusted (the end of a rotation window) is obsolete: the certificates it
-            // revoked are from that CA and refused anyway. A list from a trusted CA that does not verify is an error.
-            var running: (SignedRevocationList, RevocationList)?
-            if let previous, let signed = previous.revocations, let content = previous.revocationList, trusted.contains(signed.signer) {
-                running = (signed, content)
-            }
-            if let signed = try RevocationFile.read(path), trusted.contains(signed.signer) {
-                let verified = try signed.verified(by: anchors, source: path)
+            for signed in try RevocationFile.read(path) {
+                guard let signer = byFingerprint[signed.signer] else { continue }
+                let verified = try signed.verified(by: anchors, source: path, now: now)
                 // A list on disk older than the one running (a restored backup) does not undo a revocation.
-                if running == nil || running!.1.version <= verified.version { running = (signed, verified) }
+                if let running = lists[signed.signer], running.list.version > verified.version { continue }
+                lists[signed.signer] = InstalledRevocations(signed: signed, list: verified, signer: signer)
             }
-            revocations = running?.0
-            list = running?.1
         }
         let roots: [NIOSSLCertificate]
         do {
@@ -251,7 +281,7 @@ public final class ClusterCredentials: Sendable {
             throw ClusterTrustError(code: .crypto, subject: "peer API TLS", detail: "cannot build the server context: \(error)")
         }
         return Snapshot(
-            identity: identity, anchors: anchors, revocations: revocations, revocationList: list,
+            identity: identity, anchors: anchors, revocations: lists.values.sorted { $0.signed.signer < $1.signed.signer },
             serverContext: context, clientTLS: client, generation: generation)
     }
 

@@ -103,6 +103,18 @@ public struct ClusterIdentity: Sendable, CustomStringConvertible, CustomReflecta
         return try parse(text, source: path, now: now)
     }
 
+    /// The CA certificate in an identity file, without checking dates, the key or the node certificate: enough to
+    /// keep trusting the CA of an identity that is being replaced (perhaps because it expired). `nil` when the file
+    /// cannot be read or holds no valid CA certificate second.
+    public static func caCertificate(inFile path: String) -> Certificate? {
+        guard let text = try? ClusterFiles.read(path), let blocks = try? PEMFile.blocks(text, source: path) else { return nil }
+        let certificates = blocks.filter { $0.label == "CERTIFICATE" }
+        guard certificates.count == 2, let ca = try? CertificateParsing.certificate(certificates[1].der, source: path),
+              (try? CertificateParsing.checkIsClusterCA(ca, source: path)) != nil
+        else { return nil }
+        return ca
+    }
+
     /// Checks an identity given as text, exactly as ``load(path:now:requireOwnerOnly:)`` does apart from file permissions.
     /// - Parameters:
     ///   - pem: The identity file's content.

@@ -10,11 +10,23 @@ import X509
 /// from. A node given a new certificate after its revocation (`cluster add-node` starts the new one after the
 /// revocation time) is a peer again: a lost node is replaced under its own name.
 ///
-/// Lists are ordered by ``version``; a node installs a list only when it is signed by a cluster CA it trusts and
-/// its version is higher than the one it has, so an old list replayed by a peer changes nothing.
+/// Each cluster CA keeps its own list, and a list's entries cover only certificates that CA issued: during a CA
+/// rotation the old CA's key (perhaps the reason for the rotation) cannot revoke the new CA's nodes. A CA's lists
+/// are ordered by ``version``; a node installs one only when it is signed by a cluster CA it trusts and its version
+/// is higher than the one it has from that CA, so an old list replayed by a peer changes nothing. Versions follow
+/// the clock (``nextVersion(after:now:)``) and may not run more than a day ahead of the receiver's, so a forged
+/// list cannot take a version no later list can pass.
 public struct RevocationList: Codable, Sendable, Equatable {
     /// The most entries a list may have (a cluster has a few dozen nodes; this bounds what a peer can make us parse).
     public static let maximumEntries = 10_000
+    /// How far a list's version may run ahead of the receiver's clock (in seconds since 1970).
+    public static let versionLead = 86_400
+
+    /// The version after `current` signed at `now`: one more, and at least the current Unix time, so that a list
+    /// made from a restored older backup still outranks what the cluster has.
+    public static func nextVersion(after current: Int, now: Date) -> Int {
+        max(current + 1, Int(now.timeIntervalSince1970.rounded(.down)))
+    }
 
     /// The cluster's name, from the signing CA's common name.
     public var cluster: String
@@ -38,7 +50,7 @@ public struct RevocationList: Codable, Sendable, Equatable {
         // Whole seconds, as the list's JSON and X.509 times carry them.
         let time = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
         var next = self
-        next.version += 1
+        next.version = Self.nextVersion(after: version, now: time)
         next.issuedAt = time
         next.revoked.removeAll { $0.node == node }
         next.revoked.append(RevokedNode(node: node, revokedAt: time, reason: reason))
@@ -61,8 +73,10 @@ public struct RevocationList: Codable, Sendable, Equatable {
 
     /// Whether the list keeps the rules: a positive version, at most ``maximumEntries`` valid node names, each once,
     /// and a reason of at most 200 characters.
-    func problem() -> String? {
+    func problem(now: Date = Date()) -> String? {
         guard version >= 1 else { return "version \(version) is not positive" }
+        let latest = Int(now.timeIntervalSince1970.rounded(.down)) + Self.versionLead
+        guard version <= latest else { return "version \(version) runs more than a day ahead of this node's clock" }
         guard revoked.count <= Self.maximumEntries else { return "\(revoked.count) entries, more than \(Self.maximumEntries)" }
         var seen = Set<String>()
         for entry in revoked {
@@ -126,7 +140,7 @@ public struct SignedRevocationList: Codable, Sendable, Equatable {
     /// The list, after checking the signature against one of `anchors` (the cluster CAs this node trusts).
     /// - Throws: ``ClusterTrustError`` with code `notSignedByCA` (no trusted signer, or a bad signature) or
     ///   `malformed` (the list does not decode or breaks its rules).
-    public func verified(by anchors: [Certificate], source: String) throws(ClusterTrustError) -> RevocationList {
+    public func verified(by anchors: [Certificate], source: String, now: Date = Date()) throws(ClusterTrustError) -> RevocationList {
         guard list.utf8.count <= Self.maximumBytes * 4 / 3 + 4, let bytes = Data(base64Encoded: list),
               let signatureBytes = Data(base64Encoded: signature)
         else {
@@ -147,7 +161,7 @@ public struct SignedRevocationList: Codable, Sendable, Equatable {
         } catch {
             throw ClusterTrustError(code: .malformed, subject: source, detail: "the revocation list does not decode: \(String("\(error)".prefix(200)))")
         }
-        if let problem = decoded.problem() {
+        if let problem = decoded.problem(now: now) {
             throw ClusterTrustError(code: .malformed, subject: source, detail: "the revocation list is invalid: \(problem)")
         }
         return decoded
@@ -156,9 +170,10 @@ public struct SignedRevocationList: Codable, Sendable, Equatable {
 
 extension ClusterCA {
     /// Signs `list` with this CA's key.
+    /// - Parameter now: The signer's clock (a version may not run more than a day ahead of it).
     /// - Throws: ``ClusterTrustError`` with code `malformed` when the list breaks its rules, `crypto` when signing fails.
-    public func sign(_ list: RevocationList) throws(ClusterTrustError) -> SignedRevocationList {
-        if let problem = list.problem() {
+    public func sign(_ list: RevocationList, now: Date = Date()) throws(ClusterTrustError) -> SignedRevocationList {
+        if let problem = list.problem(now: now) {
             throw ClusterTrustError(code: .malformed, subject: "revocation list", detail: problem)
         }
         do {
@@ -180,19 +195,19 @@ public enum RevocationFile {
     /// `<directory>/revocations.json`.
     public static func path(clusterDirectory: String) -> String { clusterDirectory + "/" + fileName }
 
-    /// The signed list at `path`, not yet verified; `nil` when there is none.
+    /// The signed lists at `path` (one per CA), not yet verified; empty when there is none.
     /// - Throws: ``ClusterTrustError`` (`malformed`, `io`) naming the path.
-    public static func read(_ path: String) throws(ClusterTrustError) -> SignedRevocationList? {
-        guard let text = try ClusterFiles.read(path) else { return nil }
+    public static func read(_ path: String) throws(ClusterTrustError) -> [SignedRevocationList] {
+        guard let text = try ClusterFiles.read(path) else { return [] }
         do {
-            return try RevocationCoding.decoder.decode(SignedRevocationList.self, from: Data(text.utf8))
+            return try RevocationCoding.decoder.decode([SignedRevocationList].self, from: Data(text.utf8))
         } catch {
-            throw ClusterTrustError(code: .malformed, subject: path, detail: "not a signed revocation list: \(String("\(error)".prefix(200)))")
+            throw ClusterTrustError(code: .malformed, subject: path, detail: "not a set of signed revocation lists: \(String("\(error)".prefix(200)))")
         }
     }
 
-    /// Writes `signed` to `path` atomically (mode 0644: it holds no secret).
-    public static func write(_ signed: SignedRevocationList, to path: String) throws(ClusterTrustError) {
+    /// Writes `signed` (one list per CA) to `path` atomically (mode 0644: it holds no secret).
+    public static func write(_ signed: [SignedRevocationList], to path: String) throws(ClusterTrustError) {
         let text: String
         do {
             text = String(decoding: try RevocationCoding.encoder.encode(signed), as: UTF8.self) + "\n"

@@ -39,9 +39,16 @@ public struct LocalNode: Sendable {
         if let acmeDirectoryURL, let record = (try? store.loadAccount(directoryURL: acmeDirectoryURL))??.record {
             account = CatalogAccount(directoryURL: record.directoryURL, accountURL: record.accountURL)
         }
-        let checks = (try? store.readState(RenewalChecks.self, key: RenewalChecks.key))??.checked
+        // Present (empty when no renewal ever ran here) unless it cannot be read: then absent, which a standby takes
+        // as "unknown", as from an older version, and never as "not renewing".
+        let checks: [String: Date]?
+        do {
+            checks = try store.readState(RenewalChecks.self, key: RenewalChecks.key)?.checked ?? [:]
+        } catch {
+            checks = nil
+        }
         return PeerCatalog(
-            node: name, role: role, index: index, certificates: certificates, account: account, revocations: credentials?.current.revocations,
+            node: name, role: role, index: index, certificates: certificates, account: account, revocations: credentials?.current.signedRevocations,
             renewalChecks: checks)
     }
 

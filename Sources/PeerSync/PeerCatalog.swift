@@ -15,8 +15,9 @@ public struct PeerCatalog: Codable, Sendable, Equatable {
     public var certificates: [CatalogCertificate]
     /// The node's ACME account for the configured directory, if it has a registered one.
     public var account: CatalogAccount?
-    /// The cluster's revocation list as this node has it (signed by the cluster CA; every node passes it on).
-    public var revocations: SignedRevocationList?
+    /// The cluster's revocation lists as this node has them (one per trusted cluster CA, signed by it; every node
+    /// passes them on).
+    public var revocations: [SignedRevocationList]?
     /// When this node's renewal last checked each certificate (``RenewalChecks``): a standby's sign that the
     /// renewer is renewing, not only answering.
     public var renewalChecks: [String: Date]?
@@ -24,7 +25,7 @@ public struct PeerCatalog: Codable, Sendable, Equatable {
     /// Creates a catalogue.
     public init(
         node: String, role: String, index: SyncIndex, certificates: [CatalogCertificate], account: CatalogAccount?,
-        revocations: SignedRevocationList? = nil, renewalChecks: [String: Date]? = nil
+        revocations: [SignedRevocationList]? = nil, renewalChecks: [String: Date]? = nil
     ) {
         self.renewalChecks = renewalChecks
         self.node = node

@@ -93,13 +93,22 @@ public final class PeerDirectory: Sendable {
         peers.withLockedValue { $0.values.sorted { $0.name < $1.name } }
     }
 
-    /// For a standby: when the renewers that answer last checked certificate `name` (the latest of them), or `nil`
-    /// when none answering says (a renewer whose renewal never ran, or one that refuses this node: then nothing is
-    /// known, see ``renewerIsRefusing``).
-    public func renewerLastCheck(of name: String) -> Date? {
+    /// What the answering renewers say about their renewal of one certificate.
+    public enum RenewerCheck: Sendable, Equatable {
+        /// No answering renewer's catalogue says (an older version, or its record could not be read).
+        case unknown
+        /// The renewers say, and none has ever checked it.
+        case never
+        /// The latest check among them.
+        case at(Date)
+    }
+
+    /// For a standby: when the renewers that answer last checked certificate `name`.
+    public func renewerLastCheck(of name: String) -> RenewerCheck {
         peers.withLockedValue { peers in
-            peers.values.filter { $0.reachable && $0.catalog?.role == "renewer" }
-                .compactMap { $0.catalog?.renewalChecks?[name] }.max()
+            let reports = peers.values.filter { $0.reachable && $0.catalog?.role == "renewer" }.compactMap { $0.catalog?.renewalChecks }
+            guard !reports.isEmpty else { return .unknown }
+            return reports.compactMap { $0[name] }.max().map(RenewerCheck.at) ?? .never
         }
     }
 

@@ -2,6 +2,7 @@ import ClusterTrust
 import CoreMetrics
 import Foundation
 import Logging
+import LogThrottle
 
 /// Follows one peer: a long-poll on its catalogue, and for every certificate it holds that is newer than this
 /// node's, a pull through the ``SyncInstaller``.
@@ -26,6 +27,7 @@ public struct PeerFollower: Sendable {
     let clock: @Sendable () -> Date
     let credentials: ClusterCredentials?
     let announce: @Sendable () -> Void
+    private let refusedLists = WarningThrottle(interval: .seconds(600))
 
     /// Creates a follower for one peer.
     /// - Parameters:
@@ -113,19 +115,31 @@ public struct PeerFollower: Sendable {
         }
     }
 
-    /// Installs the peer's revocation list when it is newer than this node's and signed by a trusted cluster CA.
+    /// Installs each of the peer's revocation lists that is newer than this node's list from the same CA and signed
+    /// by a trusted cluster CA. A refused one is logged once per signer and ten minutes (during a CA rotation a
+    /// peer may carry the list of a CA this node does not trust yet, or no more).
     func adoptRevocations(_ catalog: PeerCatalog, logger: Logger) {
-        guard let credentials, let signed = catalog.revocations else { return }
-        switch credentials.offer(signed, source: "revocation list from peer \(client.peerName)") {
-        case .installed(let version, let newlyRevoked):
-            logger.notice("installed the cluster's revocation list from a peer", metadata: [
-                "revocations.version": "\(version)", "revoked": "\(newlyRevoked.joined(separator: ","))",
-            ])
-            announce()
-        case .notNewer:
-            break
-        case .refused(let reason):
-            logger.warning("refused a revocation list from a peer", metadata: ["reason": "\(reason)"])
+        guard let credentials else { return }
+        for signed in (catalog.revocations ?? []).prefix(16) {
+            switch credentials.offer(signed, source: "revocation list from peer \(client.peerName)") {
+            case .installed(let version, let newlyRevoked, let notSaved):
+                var metadata: Logger.Metadata = [
+                    "revocations.version": "\(version)", "revocations.signer": "\(signed.signer.prefix(23))",
+                    "revoked": "\(newlyRevoked.joined(separator: ","))",
+                ]
+                if let notSaved { metadata["not_saved"] = "\(notSaved)" }
+                logger.notice("installed the cluster's revocation list from a peer", metadata: metadata)
+                if notSaved != nil { logger.error("the revocation list is enforced but could not be saved; it is lost at restart unless a peer sends it again", metadata: metadata) }
+                announce()
+            case .notNewer:
+                break
+            case .refused(let reason):
+                if let heldBack = refusedLists.admit(String(signed.signer.prefix(95))) {
+                    var metadata: Logger.Metadata = ["reason": "\(reason)"]
+                    if heldBack > 0 { metadata["refusals_not_logged"] = "\(heldBack)" }
+                    logger.warning("refused a revocation list from a peer", metadata: metadata)
+                }
+            }
         }
     }
 

@@ -152,7 +152,7 @@ public final class PeerSyncService: Service, Sendable {
                             logger.notice("cluster credentials reloaded", metadata: [
                                 "cluster.identity": "\(current.identity.fingerprint.prefix(23))",
                                 "cluster.trusted_cas": "\(current.anchors.count)",
-                                "revocations.version": "\(current.revocationList?.version ?? 0)",
+                                "revocations.lists": "\(current.revocations.count)",
                             ])
                             // Peers long-polling this node get the new revocation list now.
                             index.bump()

@@ -56,9 +56,16 @@ public struct StandbyTakeover: Sendable {
         return renewer.configuration.certificates.compactMap { spec in
             guard let decision = try? renewer.decision(for: spec, now: cutoff), decision.isDue else { return nil }
             if let silence { return (spec, .renewerUnreachable(seconds: Int(silence))) }
-            let lastCheck = directory.renewerLastCheck(of: spec.name)
-            if let lastCheck, lastCheck >= now.addingTimeInterval(-max(margin, Self.staleCheck)) { return nil }
-            return (spec, .renewerNotRenewing(lastCheck: lastCheck))
+            switch directory.renewerLastCheck(of: spec.name) {
+            case .unknown:
+                // An older renewer (or an unreadable record): judged by its answering alone, as before.
+                return nil
+            case .never:
+                return (spec, .renewerNotRenewing(lastCheck: nil))
+            case .at(let lastCheck):
+                if lastCheck >= now.addingTimeInterval(-max(margin, Self.staleCheck)) { return nil }
+                return (spec, .renewerNotRenewing(lastCheck: lastCheck))
+            }
         }
     }
 

@@ -133,14 +133,17 @@ struct ClusterAddNode: AsyncParsableCommand {
         // A node revoked earlier gets a certificate that starts after its revocation (a replacement under its name).
         let revocationsPath = (try? stateDirectory()).map { RevocationFile.path(clusterDirectory: ClusterPaths.identityDirectory(stateDirectory: $0)) }
         let revokedAt = try clusterCommand { () throws(ClusterTrustError) -> Date? in
-            // Unverified is enough: the list only moves the new certificate's start later (the list may be signed by
-            // the previous CA during a rotation).
-            guard let revocationsPath, let signed = try RevocationFile.read(revocationsPath) else { return nil }
-            return signed.unverifiedContent()?.entry(for: nodeName)?.revokedAt
+            // This CA's list only (its entries cover its certificates); unverified is enough: it can only move the
+            // new certificate's start later.
+            guard let revocationsPath else { return nil }
+            let fingerprint = try ClusterCA.load(directory: directory).fingerprint
+            return try RevocationFile.read(revocationsPath).filter { $0.signer == fingerprint }
+                .compactMap { $0.unverifiedContent()?.entry(for: nodeName)?.revokedAt }.max()
         }
         if let revokedAt, Date() < revokedAt.addingTimeInterval(1.2) {
-            // Revoked this very second: the replacement starts after it, and not in the future.
-            try await Task.sleep(for: .seconds(max(0, revokedAt.addingTimeInterval(1.2).timeIntervalSinceNow)))
+            // Revoked this very second: the replacement starts after it, and not in the future (never more than 2 s:
+            // a revocation further ahead is refused below as a clock problem).
+            try await Task.sleep(for: .seconds(min(2, max(0, revokedAt.addingTimeInterval(1.2).timeIntervalSinceNow))))
         }
         let identity = try clusterCommand { () throws(ClusterTrustError) in
             let ca = try ClusterCA.load(directory: directory)
@@ -196,18 +199,19 @@ struct ClusterJoin: AsyncParsableCommand {
             print("identity for \(identity.nodeName) is already installed at \(destination)")
             return
         }
-        let previous = try? ClusterIdentity.load(path: destination)
+        // The CA of the identity being replaced, even when that identity has expired.
+        let previousCA = ClusterIdentity.caCertificate(inFile: destination)
         let trustedPath = TrustedCAFile.path(clusterDirectory: ClusterPaths.identityDirectory(stateDirectory: configuration.stateDirectory))
         let keptTrust = try clusterCommand { () throws(ClusterTrustError) -> String? in
             // A new identity from another CA: the old CA stays trusted, so nodes not yet moved still talk to this one.
             var kept: String?
-            if force, let previous, previous.caFingerprint != identity.caFingerprint {
+            if force, let previousCA, TrustedCAFile.fingerprint(previousCA) != identity.caFingerprint {
                 var trusted = try TrustedCAFile.read(trustedPath)
-                if !trusted.contains(where: { TrustedCAFile.fingerprint($0) == previous.caFingerprint }) {
-                    trusted.append(previous.caCertificate)
+                if !trusted.contains(where: { TrustedCAFile.fingerprint($0) == TrustedCAFile.fingerprint(previousCA) }) {
+                    trusted.append(previousCA)
                     try TrustedCAFile.write(trusted, to: trustedPath)
                 }
-                kept = previous.caFingerprint
+                kept = TrustedCAFile.fingerprint(previousCA)
             }
             try identity.write(to: destination, replacing: force)
             return kept
@@ -264,15 +268,11 @@ struct ClusterShow: AsyncParsableCommand {
             for extra in try TrustedCAFile.read(TrustedCAFile.path(clusterDirectory: clusterDirectory)) {
                 print("also trusts: \(TrustedCAFile.fingerprint(extra)) (\(extra.subject), expires \(extra.notValidAfter.formatted(.iso8601)))")
             }
-            if let credentials = try? ClusterCredentials(identityPath: identityPath, clusterDirectory: clusterDirectory),
-               let list = credentials.current.revocationList
-            {
-                let names = list.revoked.map { "\($0.node) (\($0.revokedAt.formatted(.iso8601)))" }
-                print("revoked:     \(names.isEmpty ? "none" : names.joined(separator: ", ")) [list version \(list.version)]")
-            } else if let signed = try RevocationFile.read(RevocationFile.path(clusterDirectory: clusterDirectory)) {
-                _ = signed
-                print("revoked:     the revocation list in \(clusterDirectory) does not verify against this node's trusted CAs")
-                problem = problem ?? "the revocation list does not verify"
+            // Only with a usable identity (its CA is a trust anchor); otherwise the identity line above says why.
+            if problem == nil {
+                let credentials = try ClusterCredentials(identityPath: identityPath, clusterDirectory: clusterDirectory)
+                let revoked = credentials.current.revokedNodes.map { "\($0.node.node) (\($0.node.revokedAt.formatted(.iso8601)))" }
+                print("revoked:     \(revoked.isEmpty ? "none" : revoked.joined(separator: ", "))\(credentials.current.revocations.map { " [CA \($0.signed.signer.prefix(11)) list version \($0.list.version)]" }.joined())")
             }
         } catch {
             print("trust:       unusable (\(error.description))")
@@ -298,8 +298,9 @@ struct ClusterRevokeNode: AsyncParsableCommand {
         commandName: "revoke-node",
         abstract: "Revoke a node's cluster certificates; every peer refuses them within seconds.",
         discussion: """
-        Run it where the cluster CA is. It adds NAME to the cluster's revocation list (every certificate for NAME \
-        issued until now), signs the list with the CA and writes <state_dir>/cluster/revocations.json. The \
+        Run it on a node where the cluster CA is. It adds NAME to that CA's revocation list (every certificate \
+        for NAME the CA issued until now), signs the list with the CA and writes \
+        <state_dir>/cluster/revocations.json. The \
         daemon here serves the list in its catalogue, every peer checks the signature, installs it and passes it \
         on; from then on the node's certificates get 403 from every peer API, also on connections already open. \
         A replacement node under the same name: 'cluster add-node NAME' afterwards issues a certificate that \
@@ -336,26 +337,27 @@ struct ClusterRevokeNode: AsyncParsableCommand {
         let clusterDirectory = ClusterPaths.identityDirectory(stateDirectory: configuration.stateDirectory)
         let path = RevocationFile.path(clusterDirectory: clusterDirectory)
         let (nodeName, reason) = (nodeName, reason)
+        let identityPath = installedIdentityPath(configuration)
         let list = try clusterCommand { () throws(ClusterTrustError) -> RevocationList in
             let ca = try ClusterCA.load(directory: directory)
-            var anchors = [ca.certificate]
-            anchors += try TrustedCAFile.read(TrustedCAFile.path(clusterDirectory: clusterDirectory))
-            var current = RevocationList(cluster: ca.clusterName, version: 0, issuedAt: Date(), revoked: [])
-            if let signed = try RevocationFile.read(path) {
-                if anchors.contains(where: { TrustedCAFile.fingerprint($0) == signed.signer }) {
-                    current = try signed.verified(by: anchors, source: path)
-                } else {
-                    // Signed by a CA trusted no more (a finished rotation): its entries concern that CA's
-                    // certificates, refused anyway. Never signed over unverified: only its version is kept, to move on.
-                    current.version = signed.unverifiedContent()?.version ?? 0
-                }
+            // Only a CA this node trusts: the list of any other would be refused by every peer (after a rotation,
+            // give --ca-dir of the new CA).
+            let credentials = try ClusterCredentials(identityPath: identityPath, clusterDirectory: clusterDirectory)
+            guard credentials.current.anchors.contains(where: { TrustedCAFile.fingerprint($0) == ca.fingerprint }) else {
+                throw ClusterTrustError(
+                    code: .notSignedByCA, subject: directory,
+                    detail: "this CA (\(ca.fingerprint.prefix(23))…) is not one this node trusts; give --ca-dir of the CA that issued the node's identity")
             }
+            // This CA's list (each CA keeps its own; its entries cover its certificates), one version on.
+            let current = credentials.current.revocations(signedBy: ca.fingerprint)?.list
+                ?? RevocationList(cluster: ca.clusterName, version: 0, issuedAt: Date(), revoked: [])
             var next = current.revoking(nodeName, at: Date(), reason: reason)
             next.cluster = ca.clusterName
-            try RevocationFile.write(try ca.sign(next), to: path)
+            let others = credentials.current.signedRevocations.filter { $0.signer != ca.fingerprint }
+            try RevocationFile.write((others + [try ca.sign(next)]).sorted { $0.signer < $1.signer }, to: path)
             return next
         }
-        print("revoked node \(nodeName): its certificates issued until \(list.entry(for: nodeName)!.revokedAt.formatted(.iso8601)) are refused (revocation list version \(list.version), \(path))")
+        print("revoked node \(nodeName): its certificates from this CA issued until \(list.entry(for: nodeName)!.revokedAt.formatted(.iso8601)) are refused (revocation list version \(list.version), \(path))")
         print("the daemon here passes the list to every peer; check with: certkeeper cluster show (on any node)")
     }
 }

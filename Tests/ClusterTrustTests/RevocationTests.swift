@@ -13,7 +13,8 @@ struct RevocationTests {
         let ca = try ClusterCA.generate(clusterName: "prod")
         let other = try ClusterCA.generate(clusterName: "prod")
         let list = RevocationList(cluster: "prod", version: 0, issuedAt: Date(), revoked: []).revoking("n3", at: Date(), reason: "disk lost")
-        #expect(list.version == 1)
+        #expect(list.version >= Int(Date().timeIntervalSince1970) - 5, "versions follow the clock")
+        #expect(list.revoking("n4", at: Date(), reason: nil).version > list.version)
         let signed = try ca.sign(list)
         let verified = try signed.verified(by: [other.certificate, ca.certificate], source: "test")
         #expect(verified == list)
@@ -39,9 +40,14 @@ struct RevocationTests {
         tampered.list = Data(bytes).base64EncodedString()
         #expect(refusal(tampered, [ca.certificate]) == .notSignedByCA)
         #expect(refusal(SignedRevocationList(list: "%%%", signature: "", signer: ca.fingerprint), [ca.certificate]) == .malformed)
-        // The CA signs nothing that breaks the rules.
+        // The CA signs nothing that breaks the rules, and a version far ahead of the clock (one no later list could
+        // pass, say from a leaked key) is refused.
         let bad = RevocationList(cluster: "prod", version: 1, issuedAt: Date(), revoked: [RevokedNode(node: "../etc", revokedAt: Date())])
         #expect(throws: ClusterTrustError.self) { try ca.sign(bad) }
+        let farAhead = try ca.sign(
+            RevocationList(cluster: "prod", version: Int(Date().timeIntervalSince1970) + 1_000_000, issuedAt: Date(), revoked: []),
+            now: Date().addingTimeInterval(2_000_000))
+        #expect(refusal(farAhead, [ca.certificate]) == .malformed)
     }
 
     @Test("a revocation covers the node's certificates issued until then, not a replacement issued after it, nor other nodes")
@@ -73,27 +79,27 @@ struct RevocationTests {
         let first = RevocationList(cluster: "prod", version: 0, issuedAt: Date(), revoked: []).revoking("n3", at: Date(), reason: nil)
         let second = first.revoking("n4", at: Date(), reason: nil)
         let generation = credentials.current.generation
-        #expect(credentials.offer(try ca.sign(first), source: "peer") == .installed(version: 1, newlyRevoked: ["n3"]))
+        #expect(credentials.offer(try ca.sign(first), source: "peer") == .installed(version: first.version, newlyRevoked: ["n3"]))
         #expect(credentials.current.generation > generation, "open connections are not told to check again")
         guard case .refused(check: "revoked", _) = credentials.refusal(of: n3.certificate) else {
             Issue.record("a revoked node is still served: \(String(describing: credentials.refusal(of: n3.certificate)))")
             return
         }
         let firstFile = try String(contentsOfFile: directory.appending("cluster/revocations.json"), encoding: .utf8)
-        #expect(credentials.offer(try ca.sign(second), source: "peer") == .installed(version: 2, newlyRevoked: ["n4"]))
+        #expect(credentials.offer(try ca.sign(second), source: "peer") == .installed(version: second.version, newlyRevoked: ["n4"]))
         #expect(credentials.offer(try ca.sign(first), source: "peer") == .notNewer)
         let stranger = try ClusterCA.generate(clusterName: "prod")
         guard case .refused = credentials.offer(try stranger.sign(second.revoking("n1", at: Date(), reason: nil)), source: "peer") else {
             Issue.record("a list from another CA was accepted")
             return
         }
-        #expect(credentials.current.revocationList?.version == 2)
+        #expect(credentials.current.revocations(signedBy: ca.fingerprint)?.list.version == second.version)
 
         // A backup restores the older file: the running (newer) list stays.
         try firstFile.write(toFile: directory.appending("cluster/revocations.json"), atomically: true, encoding: .utf8)
         try credentials.reload()
-        #expect(credentials.current.revocationList?.version == 2)
-        #expect(credentials.current.revocationList?.entry(for: "n4") != nil)
+        #expect(credentials.current.revocations(signedBy: ca.fingerprint)?.list.version == second.version)
+        #expect(credentials.current.revocations(signedBy: ca.fingerprint)?.list.entry(for: "n4") != nil)
     }
 
     @Test("the rotation window: a node trusts a second CA from trusted-cas.pem, and stops at once when it is removed")
@@ -123,9 +129,30 @@ struct RevocationTests {
         #expect(credentials.current.identity.caFingerprint == new.fingerprint)
         let unmovedPeer = try old.issueIdentity(nodeName: "n3", addresses: Self.address)
         #expect(credentials.refusal(of: unmovedPeer.certificate) == nil)
-        // A revocation signed by the old CA during the window...
-        let list = RevocationList(cluster: "prod", version: 0, issuedAt: Date(), revoked: []).revoking("n9", at: Date(), reason: nil)
-        #expect(credentials.offer(try old.sign(list), source: "peer") == .installed(version: 1, newlyRevoked: ["n9"]))
+        // A revocation signed by the old CA during the window covers the old CA's certificates only: a node the old
+        // key names keeps its new-CA certificate (a leaked old key cannot lock out the new CA's nodes).
+        let list = RevocationList(cluster: "prod", version: 0, issuedAt: Date(), revoked: [])
+            .revoking("n3", at: Date(), reason: nil).revoking("n2", at: Date(), reason: nil)
+        guard case .installed = credentials.offer(try old.sign(list), source: "peer") else {
+            Issue.record("the old CA's list was refused during the window")
+            return
+        }
+        guard case .refused(check: "revoked", _) = credentials.refusal(of: unmovedPeer.certificate) else {
+            Issue.record("the old CA's list does not revoke the old CA's certificate for n3")
+            return
+        }
+        #expect(credentials.refusal(of: movedPeer.certificate) == nil, "the old CA's list revoked a new-CA certificate")
+        // Each CA keeps its own list: the new CA's revocation of n2 stands beside the old one's.
+        let newList = RevocationList(cluster: "prod", version: 0, issuedAt: Date(), revoked: []).revoking("n2", at: Date(), reason: nil)
+        guard case .installed = credentials.offer(try new.sign(newList), source: "peer") else {
+            Issue.record("the new CA's list was refused")
+            return
+        }
+        #expect(credentials.current.revocations.count == 2)
+        guard case .refused(check: "revoked", _) = credentials.refusal(of: movedPeer.certificate) else {
+            Issue.record("the new CA's list does not revoke n2's new-CA certificate")
+            return
+        }
         try TrustedCAFile.write([], to: trusted)
         #expect(try credentials.reload())
         guard case .refused(check: "trust", _) = credentials.refusal(of: unmovedPeer.certificate) else {
@@ -133,9 +160,10 @@ struct RevocationTests {
             return
         }
         #expect(!FileManager.default.fileExists(atPath: trusted))
-        // ...is obsolete once the old CA is not trusted: dropped, and no reason to refuse to start.
-        #expect(credentials.current.revocationList == nil)
-        #expect(try ClusterCredentials(identityPath: identityPath, clusterDirectory: clusterDirectory).current.revocationList == nil)
+        // The old CA's list is obsolete once the old CA is not trusted: dropped (no reason to refuse to start); the
+        // new CA's stays.
+        #expect(credentials.current.revocations.map(\.signed.signer) == [new.fingerprint])
+        #expect(try ClusterCredentials(identityPath: identityPath, clusterDirectory: clusterDirectory).current.revocations.map(\.signed.signer) == [new.fingerprint])
 
         // A bad file changes nothing: the running credentials stay.
         try "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n".write(toFile: trusted, atomically: true, encoding: .utf8)
