@@ -61,9 +61,9 @@ let package = Package(
         ),
         // Pure renewal-window and back-off maths; time is always a parameter.
         .target(name: "RenewalPolicy", dependencies: ["Durations"]),
-        // YAML configuration: parsing and validation with key paths.
         // The one name rule (certificate, node and cluster names, state keys): config, store and peers agree.
         .target(name: "NameRules"),
+        // YAML configuration: parsing and validation with key paths.
         .target(
             name: "CertkeeperConfig",
             dependencies: ["Durations", "NameRules", .product(name: "Yams", package: "Yams")]
@@ -77,6 +77,7 @@ let package = Package(
         .target(
             name: "InternalCA",
             dependencies: [
+                "NameRules",
                 "CertStore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
@@ -189,10 +190,25 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The agent: composition of one node's parts (one store, the node name, the daemon's services, the
+        // config → proxy mapping, the SIGHUP reload, the cluster status report), reachable from tests.
+        .target(
+            name: "Agent",
+            dependencies: [
+                "Renewal", "CertkeeperConfig", "CertStore", "CertProxy", "ClusterTrust", "PeerSync", "CertStats", "Durations",
+                "CertbotImport", "CertHooks", "InternalCA",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "certkeeper",
             dependencies: [
-                "Renewal", "CertkeeperConfig", "CertStore", "RenewalPolicy", "CertProxy", "ClusterTrust", "PeerSync",
+                "Agent", "Renewal", "CertkeeperConfig", "CertStore", "RenewalPolicy", "CertProxy", "ClusterTrust", "PeerSync",
                 "CertbotImport",
                 "InternalCA", "CertHooks", "CertStats", "Durations",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -321,6 +337,16 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "AgentTests",
+            dependencies: [
+                "Agent", "CertkeeperConfig", "CertProxy", "CertkeeperTestSupport", "ClusterTrust",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ]
         ),
         .testTarget(

@@ -76,7 +76,7 @@ public final class AccountThumbprintSource: Sendable {
     public init(store: CertificateStore, directoryURL: String, logger: Logger) {
         self.store = store
         self.directoryURL = directoryURL
-        self.keyPath = store.accountDirectory(directoryURL: directoryURL) + "/key.pem"
+        self.keyPath = store.accountKeyPath(directoryURL: directoryURL)
         self.logger = logger
     }
 

@@ -22,7 +22,7 @@ public enum CertificateSource: Sendable, Hashable, CustomStringConvertible {
     /// The directory inotify watches for this source.
     var watchedDirectory: String {
         switch self {
-        case .store(let root): return "\(root)/live"
+        case .store(let root): return CertificateStore.liveRoot(of: root)
         case .file(_, let path): return (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
         }
     }
@@ -124,7 +124,7 @@ public final class CertificateReloader: Sendable {
             switch source {
             case .store(let root):
                 for name in names.sorted() where StoreName.isValid(name) && !isFileSourceName(name) {
-                    let live = "\(root)/live/\(name)"
+                    let live = CertificateStore.liveDirectory(root: root, name: name)
                     if FileManager.default.fileExists(atPath: live) {
                         reload(name: name, source: source)
                     } else {
@@ -145,7 +145,7 @@ public final class CertificateReloader: Sendable {
         let paths: [String]
         switch source {
         case .store(let root):
-            let directory = "\(root)/live/\(name)"
+            let directory = CertificateStore.liveDirectory(root: root, name: name)
             let bundle = "\(directory)/\(CertificateStore.FileName.bundle)"
             paths = FileManager.default.fileExists(atPath: bundle)
                 ? [bundle]

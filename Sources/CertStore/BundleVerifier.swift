@@ -2,6 +2,7 @@ import ACMEProtocol
 import Crypto
 import _CryptoExtras
 import Foundation
+import NameRules
 import SwiftASN1
 import X509
 #if canImport(Glibc)
@@ -282,32 +283,15 @@ struct SubjectNames {
     }
 }
 
-/// Text forms of IP addresses for iPAddress SANs.
+/// Text forms of IP addresses for iPAddress SANs (through ``NameRules/IPLiteral``).
 enum IPAddressText {
     static func parse(_ text: String) -> [UInt8]? {
-        var v4 = in_addr()
-        if inet_pton(AF_INET, text, &v4) == 1 {
-            return withUnsafeBytes(of: &v4) { Array($0) }
-        }
-        var v6 = in6_addr()
-        if inet_pton(AF_INET6, text, &v6) == 1 {
-            return withUnsafeBytes(of: &v6) { Array($0) }
-        }
-        return nil
+        IPLiteral.bytes(text)
     }
 
+    /// The address's text, or hex for a SAN of another length.
     static func format(_ bytes: [UInt8]) -> String {
-        let family: Int32
-        switch bytes.count {
-        case 4: family = AF_INET
-        case 16: family = AF_INET6
-        default: return Hex.encode(bytes)
-        }
-        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
-        let ok = bytes.withUnsafeBytes { raw in
-            inet_ntop(family, raw.baseAddress, &buffer, socklen_t(buffer.count)) != nil
-        }
-        return ok ? String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self) : Hex.encode(bytes)
+        IPLiteral.text(bytes) ?? Hex.encode(bytes)
     }
 }
 

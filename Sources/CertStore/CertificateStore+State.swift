@@ -119,13 +119,20 @@ extension CertificateStore {
         "\(accountsRoot)/\(Self.accountDirectoryName(directoryURL: directoryURL))"
     }
 
+    /// `root/accounts/<accountDirectoryName>/key.pem`: the account key of an ACME directory (mode 0600).
+    public func accountKeyPath(directoryURL: String) -> String {
+        "\(accountDirectory(directoryURL: directoryURL))/\(Self.accountKeyFileName)"
+    }
+
+    static let accountKeyFileName = "key.pem"
+
     /// Loads the account stored for an ACME directory.
     /// - Parameter directoryURL: The ACME directory URL.
     /// - Returns: `nil` when no key has been saved; the record is `nil` when only the key exists.
     /// - Throws: ``StoreError``: `io`, or `corrupt` when account.json does not decode.
     public func loadAccount(directoryURL: String) throws(StoreError) -> StoredAccount? {
         let directory = accountDirectory(directoryURL: directoryURL)
-        guard let key = try fileSystem.readFile("\(directory)/key.pem") else { return nil }
+        guard let key = try fileSystem.readFile("\(directory)/\(Self.accountKeyFileName)") else { return nil }
         var record: AccountRecord?
         let recordPath = "\(directory)/account.json"
         if let bytes = try fileSystem.readFile(recordPath) {
@@ -145,7 +152,7 @@ extension CertificateStore {
     /// - Throws: ``StoreError`` naming the path.
     public func saveAccountKey(directoryURL: String, keyPEM: String) throws(StoreError) {
         let directory = try makeAccountDirectory(directoryURL: directoryURL)
-        try AtomicFile.write(Array(keyPEM.utf8), to: "\(directory)/key.pem", mode: 0o600, fileSystem: fileSystem)
+        try AtomicFile.write(Array(keyPEM.utf8), to: "\(directory)/\(Self.accountKeyFileName)", mode: 0o600, fileSystem: fileSystem)
     }
 
     /// Saves the account record (mode 0600) for an ACME directory, atomically.

@@ -54,12 +54,21 @@ public final class CertificateStore: Sendable {
     // MARK: - Paths
 
     /// `root/live/<name>`: the directory readers use (no name validation here; it only builds the string).
-    public func liveDirectory(name: String) -> String { "\(root)/live/\(name)" }
+    public func liveDirectory(name: String) -> String { Self.liveDirectory(root: root, name: name) }
+
+    /// `<root>/live/<name>` for a store known only by its root (a proxy watching a state directory).
+    public static func liveDirectory(root: String, name: String) -> String { "\(liveRoot(of: root))/\(name)" }
+
+    /// `<root>/live`: where every installed set is a symlink; watch it to see installs.
+    public static func liveRoot(of root: String) -> String { "\(root)/live" }
+
+    /// The directories whose changes peers must hear of: `live/` (certificates) and `accounts/` (ACME accounts).
+    public var syncedDirectories: [String] { [liveRoot, accountsRoot] }
 
     /// `root/archive/<name>`: where the versions of `name` are kept.
     public func archiveDirectory(name: String) -> String { "\(root)/archive/\(name)" }
 
-    var liveRoot: String { "\(root)/live" }
+    var liveRoot: String { Self.liveRoot(of: root) }
     var archiveRoot: String { "\(root)/archive" }
     var accountsRoot: String { "\(root)/accounts" }
     var stateRoot: String { "\(root)/state" }

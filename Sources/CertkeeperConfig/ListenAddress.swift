@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import NameRules
 import Glibc
 #elseif canImport(Musl)
 import Musl
@@ -94,8 +95,6 @@ public struct ListenAddress: Sendable, Equatable, Hashable, CustomStringConverti
 
     /// IPv6 literal as `inet_pton` understands it (no zone index).
     static func isIPv6(_ text: String) -> Bool {
-        guard !text.isEmpty, !text.contains("\0") else { return false }
-        var buffer = in6_addr()
-        return inet_pton(AF_INET6, text, &buffer) == 1
+        IPLiteral.isIPv6(text)
     }
 }

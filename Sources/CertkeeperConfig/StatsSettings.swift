@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import NameRules
 import Glibc
 #elseif canImport(Musl)
 import Musl
@@ -41,13 +42,8 @@ public struct StatsSettings: Sendable, Equatable {
     /// - Parameter host: An IPv4 literal, an IPv6 literal without brackets, or `localhost`.
     public static func exposure(of host: String) -> Exposure {
         if host == "localhost" { return .loopback }
-        var v4 = in_addr()
-        if inet_pton(AF_INET, host, &v4) == 1 {
-            return exposure(ipv4: withUnsafeBytes(of: &v4) { Array($0) })
-        }
-        var v6 = in6_addr()
-        guard inet_pton(AF_INET6, host, &v6) == 1 else { return .publicNetwork }
-        let bytes = withUnsafeBytes(of: &v6) { Array($0) }
+        guard let bytes = IPLiteral.bytes(host) else { return .publicNetwork }
+        if bytes.count == 4 { return exposure(ipv4: bytes) }
         if bytes.allSatisfy({ $0 == 0 }) { return .everyInterface }
         if bytes[0..<15].allSatisfy({ $0 == 0 }) && bytes[15] == 1 { return .loopback }
         if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xff && bytes[11] == 0xff {

@@ -88,12 +88,8 @@ enum Syntax {
     /// `nil` when `text` is not one.
     static func canonicalIPAddress(_ text: String) -> String? {
         if ListenAddress.isIPv4(text) { return text }
-        guard text.contains(":"), ListenAddress.isIPv6(text) else { return nil }
-        var address = in6_addr()
-        guard inet_pton(AF_INET6, text, &address) == 1 else { return nil }
-        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
-        guard inet_ntop(AF_INET6, &address, &buffer, socklen_t(buffer.count)) != nil else { return nil }
-        return String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard text.contains(":"), let bytes = IPLiteral.bytes(text), bytes.count == 16 else { return nil }
+        return IPLiteral.text(bytes)
     }
 
     /// A plain `local@domain.tld` address: no display name, no `mailto:`, no quoted local part.

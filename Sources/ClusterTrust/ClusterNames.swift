@@ -57,33 +57,12 @@ public enum ClusterNames {
     /// The network-order bytes of an IPv4 (4 bytes) or IPv6 (16 bytes) literal, or `nil` if `text` is neither.
     /// IPv6 literals may be written in brackets (`[::1]`).
     public static func ipAddressBytes(_ text: String) -> [UInt8]? {
-        var literal = text
-        if literal.hasPrefix("["), literal.hasSuffix("]") { literal = String(literal.dropFirst().dropLast()) }
-        var v4 = in_addr()
-        if inet_pton(AF_INET, literal, &v4) == 1 {
-            return withUnsafeBytes(of: &v4) { Array($0) }
-        }
-        var v6 = in6_addr()
-        if inet_pton(AF_INET6, literal, &v6) == 1 {
-            return withUnsafeBytes(of: &v6) { Array($0) }
-        }
-        return nil
+        IPLiteral.bytes(text, allowBrackets: true)
     }
 
     /// The text form of IPv4 or IPv6 address bytes (`"10.0.0.1"`, `"fd00::1"`), or `nil` for other lengths.
     public static func ipAddressText(_ bytes: [UInt8]) -> String? {
-        let family: Int32
-        switch bytes.count {
-        case 4: family = AF_INET
-        case 16: family = AF_INET6
-        default: return nil
-        }
-        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
-        let ok = bytes.withUnsafeBytes { raw in
-            inet_ntop(family, raw.baseAddress, &buffer, socklen_t(buffer.count)) != nil
-        }
-        guard ok else { return nil }
-        return String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        IPLiteral.text(bytes)
     }
 
     private static func isASCIIAlphanumeric(_ scalar: Unicode.Scalar) -> Bool {

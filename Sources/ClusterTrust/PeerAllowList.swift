@@ -1,3 +1,4 @@
+import NameRules
 import Foundation
 import NIOCore
 import NIOSSL
@@ -106,12 +107,6 @@ public struct PeerAllowList: Sendable, Equatable {
 
     /// An IP literal as 16 bytes (IPv4 as IPv4-mapped IPv6), or `nil`.
     static func addressBytes(_ text: String) -> [UInt8]? {
-        var v4 = in_addr()
-        if inet_pton(AF_INET, text, &v4) == 1 {
-            return [UInt8](repeating: 0, count: 10) + [0xff, 0xff] + withUnsafeBytes(of: &v4) { Array($0) }
-        }
-        var v6 = in6_addr()
-        if inet_pton(AF_INET6, text, &v6) == 1 { return withUnsafeBytes(of: &v6) { Array($0) } }
-        return nil
+        IPLiteral.mapped(text)
     }
 }

@@ -1,3 +1,4 @@
+import NameRules
 import Crypto
 import _CryptoExtras
 import Foundation
@@ -237,14 +238,7 @@ public struct InternalCA: Sendable {
 enum LeafNames {
     /// An iPAddress for an IPv4 or IPv6 literal, a dNSName for anything else.
     static func generalName(_ name: String) -> GeneralName {
-        var v4 = in_addr()
-        if inet_pton(AF_INET, name, &v4) == 1 {
-            return .ipAddress(ASN1OctetString(contentBytes: withUnsafeBytes(of: &v4) { Array($0) }[...]))
-        }
-        var v6 = in6_addr()
-        if inet_pton(AF_INET6, name, &v6) == 1 {
-            return .ipAddress(ASN1OctetString(contentBytes: withUnsafeBytes(of: &v6) { Array($0) }[...]))
-        }
+        if let bytes = IPLiteral.bytes(name) { return .ipAddress(ASN1OctetString(contentBytes: bytes[...])) }
         return .dnsName(name.lowercased())
     }
 }

@@ -106,7 +106,7 @@ public final class PeerSyncService: Service, Sendable {
         let longPoll = Duration.clampedSeconds(min(setup.cluster.longPollTimeout, setup.cluster.antiEntropyInterval))
         let api = PeerAPI(
             local: local, index: index, maximumWait: .seconds(600), internalCAReaders: PeerAllowList(cluster: setup.cluster).internalCAReaders)
-        let watcher = StoreWatcher(directories: ["\(setup.store.root)/live", "\(setup.store.root)/accounts"], debounce: .milliseconds(10), logger: logger)
+        let watcher = StoreWatcher(directories: setup.store.syncedDirectories, debounce: .milliseconds(10), logger: logger)
         let changes = try watcher.changes()
         // `cluster join`, `trust-ca`, `untrust-ca` and `revoke-node` write here: the daemon takes them up at once.
         let credentialDirectories = Array(Set([credentials.clusterDirectory, (credentials.identityPath as NSString).deletingLastPathComponent]))

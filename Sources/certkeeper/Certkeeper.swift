@@ -1,3 +1,4 @@
+import Agent
 import ArgumentParser
 import CertStore
 import CertkeeperConfig
@@ -94,34 +95,20 @@ struct GlobalOptions: ParsableArguments {
         }
     }
 
-    /// The store, the node name and a renewer for `configuration`.
+    /// A renewer for `configuration` (through the agent's ``NodeContext``).
     func makeRenewer(_ configuration: CertkeeperConfiguration) -> Renewer {
-        let logger = logger
-        let store = CertificateStore(root: configuration.stateDirectory, keepVersions: configuration.keepVersions, logger: logger)
-        var catchUp: (@Sendable () async -> Void)?
-        if let cluster = configuration.cluster {
-            // A cluster node asks its peers before it orders (what a standby or the renewer already holds). The
-            // identity is read then, not here: `status` and a daemon that refuses to start need none.
-            let environment = ProcessInfo.processInfo.environment
-            catchUp = {
-                do {
-                    let credentials = try ClusterCredentials(configuration: configuration, cluster: cluster)
-                    await PeerCatchUp(
-                        configuration: configuration, cluster: cluster, store: store, clientTLS: credentials.current.clientTLS,
-                        environment: environment, logger: logger
-                    ).run()
-                } catch {
-                    logger.warning("cannot ask the peers before ordering: no cluster identity", metadata: ["error": "\(error)"])
-                }
-            }
+        NodeContext(configuration: configuration, logger: logger).makeRenewer()
+    }
+}
+
+/// Runs agent work, mapping its errors to the documented exit codes.
+func agentCommand<T>(_ body: () async throws(AgentError) -> T) async throws(CommandFailure) -> T {
+    do {
+        return try await body()
+    } catch {
+        switch error.kind {
+        case .configuration: throw CommandFailure.usage(error.lines)
+        case .failure: throw CommandFailure(lines: error.lines, code: ExitStatus.failure)
         }
-        return Renewer(
-            configuration: configuration,
-            store: store,
-            nodeName: configuration.nodeName ?? ProcessInfo.processInfo.hostName,
-            environment: ProcessInfo.processInfo.environment,
-            logger: logger,
-            catchUp: catchUp
-        )
     }
 }

@@ -1,3 +1,4 @@
+import Agent
 import ACMEProtocol
 import ArgumentParser
 import CertkeeperConfig
@@ -106,16 +107,17 @@ struct Status: AsyncParsableCommand {
     func run() async throws {
         let configuration = try global.loadConfiguration()
         if cluster {
-            let reports = try await ClusterStatusCommand.gather(configuration, logger: global.logger)
+            let context = NodeContext(configuration: configuration, logger: global.logger)
+            let reports = try await agentCommand { () async throws(AgentError) in try await ClusterStatusReport.gather(context) }
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
                 encoder.dateEncodingStrategy = .iso8601
                 print(String(decoding: try encoder.encode(reports), as: UTF8.self))
             } else {
-                print(ClusterStatusCommand.render(reports, now: Date()))
+                print(ClusterStatusReport.render(reports, now: Date()))
             }
-            throw ExitCode(ClusterStatusCommand.allAgree(reports) ? ExitStatus.success : ExitStatus.failure)
+            throw ExitCode(ClusterStatusReport.allAgree(reports) ? ExitStatus.success : ExitStatus.failure)
         }
         let renewer = global.makeRenewer(configuration)
         let rows = renewer.status(try selected(renewer, names))

@@ -1,3 +1,4 @@
+import Agent
 import ACMEProtocol
 import ArgumentParser
 import CertStore
@@ -76,32 +77,17 @@ struct ImportCertbot: AsyncParsableCommand {
         if Self.sameDirectory(certbotRoot, configuration.stateDirectory) {
             throw CommandFailure.usage(["\(certbotRoot) is both certbot's directory and state_dir; give certkeeper a state_dir of its own (e.g. /var/lib/certkeeper)"])
         }
-        let logger = global.logger
-        let store = CertificateStore(root: configuration.stateDirectory, keepVersions: configuration.keepVersions, logger: logger)
+        let context = NodeContext(configuration: configuration, logger: global.logger)
+        let (logger, store) = (context.logger, context.store)
         let configuredDirectory = configuration.acme.directoryURL.isEmpty ? nil : configuration.acme.directoryURL
         let importer = CertbotImporter(
             directory: CertbotDirectory(root: certbotRoot), store: store, configuredDirectory: configuredDirectory, logger: logger)
         let selection = ImportSelection(lineages: lineages, accountID: account, includeAccounts: !noAccount)
 
-        // Lock → check again → install: the plan compares with the store under the same lock the installs hold.
-        var lock: StoreLock?
-        if !dryRun {
-            do {
-                lock = try await store.acquireLock(timeout: .clampedSeconds(configuration.renew.lockTimeout))
-            } catch {
-                throw CommandFailure.failure("another certkeeper run holds the store lock: \(error)")
-            }
+        let dryRun = dryRun
+        let (plan, outcomes) = try await agentCommand { () async throws(AgentError) in
+            try await CertbotImportRun.run(context, importer: importer, selection: selection, dryRun: dryRun)
         }
-        defer { lock?.release() }
-
-        let plan: ImportPlan
-        do {
-            plan = try importer.plan(selection, now: Date())
-        } catch {
-            throw CommandFailure.usage(error.problems.map(\.description) + ["nothing was imported"])
-        }
-        let outcomes = dryRun ? [] : importer.apply(plan, nodeName: configuration.nodeName ?? ProcessInfo.processInfo.hostName, now: Date())
-        lock?.release()
 
         for line in ImportReport.lines(plan: plan, outcomes: outcomes, dryRun: dryRun) { print(line) }
         for warning in ImportReport.warnings(

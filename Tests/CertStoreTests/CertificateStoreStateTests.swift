@@ -141,30 +141,50 @@ struct CertificateStoreStateTests {
         #expect(Store.accountDirectoryName(directoryURL: urls[0]) == names[0], "stable")
     }
 
-    @Test func lockExcludesASecondHolderUntilReleased() async throws {
+    @Test("another process holding the lock makes acquire time out; a holder in this process is waited for in turn")
+    func lockExcludesASecondHolderUntilReleased() async throws {
         let fixture = try StoreFixture()
         defer { fixture.remove() }
         let store = fixture.store
-        let first = try await store.acquireLock(timeout: .seconds(1))
-        #expect(first.isHeld)
+        try store.prepare()
+        // Another process holds the lock: util-linux flock(1) running cat, until cat's input closes. The line echoed
+        // back says it holds it.
+        let path = "\(fixture.root)/lock"
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/flock")
+        holder.arguments = [path, "cat"]
+        let input = Pipe(), output = Pipe()
+        holder.standardInput = input
+        holder.standardOutput = output
+        try holder.run()
+        defer { if holder.isRunning { holder.terminate() } }
+        input.fileHandleForWriting.write(Data("held\n".utf8))
+        #expect(String(decoding: output.fileHandleForReading.availableData, as: UTF8.self).hasPrefix("held"))
 
         let clock = ContinuousClock()
         let start = clock.now
         do {
             _ = try await store.acquireLock(timeout: .milliseconds(200))
-            Issue.record("second acquire must time out while the first is held")
+            Issue.record("acquire must time out while another process holds the lock")
         } catch {
             #expect(error.code == .lockTimeout)
-            #expect(error.path == "\(fixture.root)/lock")
+            #expect(error.path == path)
         }
         #expect(clock.now - start >= .milliseconds(200))
+        try input.fileHandleForWriting.close()
+        holder.waitUntilExit()
 
+        // In this process: a second holder waits for the first (however long), then gets it.
+        let first = try await store.acquireLock(timeout: .milliseconds(200))
+        #expect(first.isHeld)
+        async let second = store.acquireLock(timeout: .milliseconds(100))
+        try await Task.sleep(for: .milliseconds(400))
         first.release()
         #expect(!first.isHeld)
         first.release()  // idempotent
-        let second = try await store.acquireLock(timeout: .milliseconds(200))
-        #expect(second.isHeld)
-        second.release()
+        let next = try await second
+        #expect(next.isHeld)
+        next.release()
     }
 
     @Test func waitingForTheLockEndsWhenItIsReleased() async throws {

@@ -124,6 +124,9 @@ struct FakeACMEState {
     var renewalWindows: [String: FakeACMEServer.RenewalWindow] = [:]
     var failures: [InjectedFailure] = []
     var badNonceRate: Double = 0
+    /// Accumulates ``badNonceRate`` per valid nonce; a nonce is rejected each time it reaches one. Deterministic: a
+    /// rate of 0.3 rejects exactly 3 nonces in 10, so a test of the storm never sees none.
+    var badNonceCredit: Double = 0
     var recordedOrders: [FakeACMEServer.RecordedOrder] = []
     var requestLog: [FakeACMEServer.RecordedRequest] = []
     private var nextID = 1
@@ -305,8 +308,12 @@ struct FakeACMEState {
         guard let nonce = header.nonce, nonces.remove(nonce) != nil else {
             return .failure(Problem(400, "badNonce", "JWS has an invalid or reused anti-replay nonce '\(header.nonce ?? "")'"))
         }
-        if badNonceRate > 0, Double.random(in: 0..<1) < badNonceRate {
-            return .failure(Problem(400, "badNonce", "nonce '\(nonce)' rejected (fake server badNonceRate)"))
+        if badNonceRate > 0 {
+            badNonceCredit += badNonceRate
+            if badNonceCredit >= 1 {
+                badNonceCredit -= 1
+                return .failure(Problem(400, "badNonce", "nonce '\(nonce)' rejected (fake server badNonceRate)"))
+            }
         }
         let expectedURL = baseURL + request.path
         guard header.url == expectedURL else {

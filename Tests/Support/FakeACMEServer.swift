@@ -131,7 +131,8 @@ public final class FakeACMEServer: Sendable {
 
     // MARK: - Behaviour
 
-    /// Fraction (0…1) of otherwise valid nonces rejected with `badNonce`, chosen at random per request.
+    /// Fraction (0…1) of otherwise valid nonces rejected with `badNonce`, spread evenly (deterministically) over the
+    /// requests.
     public var badNonceRate: Double {
         get { engine.withState { $0.badNonceRate } }
         set { engine.withState { $0.badNonceRate = min(max(newValue, 0), 1) } }

@@ -8,7 +8,7 @@ import Logging
 import Prometheus
 
 /// The daemon's stats listener, built from `stats:`.
-enum DaemonStats {
+public enum DaemonStats {
     /// The stats service: `/metrics`, `/status.json` and the status page, from the proxy's snapshot and the
     /// certificates it serves, taken at each request.
     ///
@@ -20,7 +20,7 @@ enum DaemonStats {
     ///     from their `meta.json` at each request) and there are no frontends.
     ///   - store: The certificate store.
     ///   - logger: Where the listener logs.
-    static func make(_ settings: StatsSettings, proxy: ProxyService?, store: CertificateStore, logger: Logger) -> StatsService {
+    public static func make(_ settings: StatsSettings, proxy: ProxyService?, store: CertificateStore, logger: Logger) -> StatsService {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let endpoints = StatsEndpoints(pathPrefix: settings.pathPrefix, registry: registry) {

@@ -8,13 +8,12 @@ extension DaemonProxy {
     /// answering ACME http-01 challenges from the ACME account stored for `acme.directory` (the one peer sync
     /// replicates) and redirecting the rest to https (`https_port`).
     /// - Parameters:
-    ///   - configuration: The whole configuration (state directory, ACME directory, `proxy:`).
+    ///   - configuration: The whole configuration (ACME directory, `proxy:`).
+    ///   - store: The process's store (the account key is read through it).
     ///   - logger: Where a missing account is reported when a challenge arrives.
-    static func frontends(_ configuration: CertkeeperConfiguration, logger: Logger) -> [ProxyFrontend] {
+    public static func frontends(_ configuration: CertkeeperConfiguration, store: CertificateStore, logger: Logger) -> [ProxyFrontend] {
         guard let settings = configuration.proxy else { return [] }
-        let thumbprints = AccountThumbprintSource(
-            store: CertificateStore(root: configuration.stateDirectory, keepVersions: configuration.keepVersions, logger: logger),
-            directoryURL: configuration.acme.directoryURL, logger: logger)
+        let thumbprints = AccountThumbprintSource(store: store, directoryURL: configuration.acme.directoryURL, logger: logger)
         return zip(settings.frontends, frontends(settings)).map { configured, frontend in
             guard configured.mode == .http else { return frontend }
             var http = frontend

@@ -5,46 +5,42 @@ import Foundation
 import Logging
 import PeerSync
 
-/// `certkeeper status --cluster`: every node's certificates side by side.
-enum ClusterStatusCommand {
+/// `certkeeper status --cluster`: every node's certificates side by side, whether they agree, and the table.
+public enum ClusterStatusReport {
     /// This node's catalogue and every peer's.
-    static func gather(_ configuration: CertkeeperConfiguration, logger: Logger) async throws -> [NodeReport] {
+    /// - Throws: ``AgentError``: no `cluster:` section or no usable identity (configuration), an unreadable store.
+    public static func gather(_ context: NodeContext) async throws(AgentError) -> [NodeReport] {
+        let configuration = context.configuration
         guard let cluster = configuration.cluster else {
-            throw CommandFailure.usage(["--cluster: the configuration has no cluster: section"])
+            throw .configuration(["--cluster: the configuration has no cluster: section"])
         }
-        let nodeName = configuration.nodeName ?? ProcessInfo.processInfo.hostName
-        let credentials: ClusterCredentials
-        do {
-            credentials = try ClusterCredentials(configuration: configuration, cluster: cluster)
-        } catch {
-            throw CommandFailure.usage(["cluster.identity: \(error)"])
-        }
-        let store = CertificateStore(root: configuration.stateDirectory, keepVersions: configuration.keepVersions, logger: logger)
+        guard let credentials = try context.clusterCredentials() else { return [] }
         let local = LocalNode(
-            name: nodeName, role: cluster.role.rawValue, store: store, acmeDirectoryURL: configuration.acme.directoryURL, credentials: credentials)
+            name: context.nodeName, role: cluster.role.rawValue, store: context.store, acmeDirectoryURL: configuration.acme.directoryURL,
+            credentials: credentials)
         let catalog: PeerCatalog
         do {
             catalog = try local.catalog(index: SyncIndex(epoch: "0", counter: 0))
         } catch {
-            throw CommandFailure.failure("\(error)")
+            throw .failure("\(error)")
         }
         return await ClusterSurvey.gather(local: catalog, peers: cluster.peers, clientTLS: credentials.current.clientTLS, timeout: .seconds(5))
     }
 
     /// Whether every node answered and holds the same certificates (by SHA-256).
-    static func allAgree(_ reports: [NodeReport]) -> Bool {
+    public static func allAgree(_ reports: [NodeReport]) -> Bool {
         guard reports.allSatisfy(\.reachable), renewers(reports).count <= 1 else { return false }
         let holdings = reports.map { Dictionary(uniqueKeysWithValues: $0.certificates.map { ($0.name, $0.sha256) }) }
         return holdings.allSatisfy { $0 == holdings.first }
     }
 
     /// The nodes whose catalogue says `renewer`.
-    static func renewers(_ reports: [NodeReport]) -> [String] {
+    public static func renewers(_ reports: [NodeReport]) -> [String] {
         reports.filter { $0.role == "renewer" }.map(\.node).sorted()
     }
 
     /// One line per node and certificate; a node that did not answer gets one line with the reason.
-    static func render(_ reports: [NodeReport], now: Date) -> String {
+    public static func render(_ reports: [NodeReport], now: Date) -> String {
         var rows: [[String]] = [["NODE", "ADDRESS", "STATE", "ROLE", "CERTIFICATE", "SERIAL", "NOT AFTER", "DAYS"]]
         let formatter = ISO8601DateFormatter()
         for report in reports {
