@@ -6,6 +6,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 
 #if canImport(Glibc)
 import Glibc
@@ -24,6 +25,18 @@ public struct ProxyHTTPSettings: Sendable {
     public var httpsPort: Int?
     /// Header bytes (names and values together) a request may carry; more is answered with 400.
     public var maximumHeaderBytes: Int
+    /// Where the thumbprint is looked up (its `stat` and, after a change, the key's read and parse): on NIO's
+    /// blocking-work thread pool, never on the event loop. ``ThumbprintLookup/inline`` is for `EmbeddedChannel`
+    /// harnesses (fuzzing), which have no other thread.
+    public var lookup: ThumbprintLookup = .threadPool
+
+    /// Where ``AccountThumbprintSource/thumbprint()`` runs.
+    public enum ThumbprintLookup: Sendable {
+        /// `NIOThreadPool.singleton`; the answer continues on the connection's event loop.
+        case threadPool
+        /// On the calling thread (tests and fuzzing on `EmbeddedChannel` only).
+        case inline
+    }
 
     /// Default for ``maximumHeaderBytes``: 8 KiB, like nginx's default `large_client_header_buffers` line size.
     public static let defaultMaximumHeaderBytes = 8 * 1024
@@ -262,11 +275,41 @@ package final class ACMEHTTPHandler: ChannelInboundHandler {
         case .end:
             guard let head else { return }
             self.head = nil
+            // The routing is pure; only a valid challenge asks for the thumbprint, which reads a file.
+            var asked = false
             let decision = ACMEHTTPRouter.decide(
                 method: head.method, uri: head.uri, hostHeaders: head.headers["Host"], httpsPort: settings.httpsPort,
-                thumbprint: settings.thumbprints.thumbprint)
-            respond(context: context, head: head, decision: decision)
+                thumbprint: {
+                    asked = true
+                    return nil
+                })
+            guard asked else {
+                respond(context: context, head: head, decision: decision)
+                return
+            }
+            let thumbprints = settings.thumbprints
+            switch settings.lookup {
+            case .inline:
+                respond(context: context, head: head, decision: decide(head, thumbprint: thumbprints.thumbprint()))
+            case .threadPool:
+                // Off the event loop; the pipelining handler holds the connection's next request until this answer
+                // is written.
+                let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+                NIOThreadPool.singleton.runIfActive(eventLoop: context.eventLoop) { thumbprints.thumbprint() }
+                    .assumeIsolated().whenComplete { result in
+                        let (handler, context) = bound.value
+                        guard !handler.closing, context.channel.isActive else { return }
+                        let thumbprint = (try? result.get()) ?? nil
+                        handler.respond(context: context, head: head, decision: handler.decide(head, thumbprint: thumbprint))
+                    }
+            }
         }
+    }
+
+    /// The decision for `head` with the thumbprint looked up (`nil`: no account, answered 404).
+    private func decide(_ head: HTTPRequestHead, thumbprint: String?) -> ACMEHTTPDecision {
+        ACMEHTTPRouter.decide(
+            method: head.method, uri: head.uri, hostHeaders: head.headers["Host"], httpsPort: settings.httpsPort, thumbprint: { thumbprint })
     }
 
     package func errorCaught(context: ChannelHandlerContext, error: Error) {

@@ -3,10 +3,10 @@
 ///
 /// Entries expire ``expiry`` after their last use and the least recently used one is dropped when the table is
 /// full; an entry whose server is down is dropped when it is looked up. Time is a parameter: every call takes
-/// `now`, which must not go backwards between calls. All operations are O(1) except ``removeAll(server:)``.
+/// `now`, which must not go backwards between calls. All operations are O(1).
 ///
 /// A value type with no lock: share it between event loops in a lock (`NIOLockedValueBox<StickTable<…>>`) and
-/// keep the closures passed to ``pick(for:now:isUp:choose:)`` cheap, since they run under that lock.
+/// keep the closure passed to ``server(for:now:isUp:)`` cheap, since it runs under that lock.
 public struct StickTable<ServerID: Hashable & Sendable>: Sendable {
     private struct Entry: Sendable {
         var key: String
@@ -87,37 +87,6 @@ public struct StickTable<ServerID: Hashable & Sendable>: Sendable {
         }
         slotByKey[key] = slot
         linkAsNewest(slot)
-    }
-
-    /// The server for a new connection with `key`: the one it is stuck to if that is up, otherwise `choose()`'s
-    /// answer (the balance algorithm), which `key` is then stuck to.
-    /// - Parameters:
-    ///   - key: The client id; an empty key is never stuck (`choose()` decides every time).
-    ///   - now: The current time.
-    ///   - isUp: Whether a server may take new connections.
-    ///   - choose: Picks a server when the key is not stuck to an up one; `nil` when none is available.
-    /// - Returns: The server, or `nil` when `choose()` found none.
-    public mutating func pick(
-        for key: String, now: ContinuousClock.Instant, isUp: (ServerID) -> Bool, choose: () -> ServerID?
-    ) -> ServerID? {
-        if let server = server(for: key, now: now, isUp: isUp) { return server }
-        guard let chosen = choose() else { return nil }
-        stick(key, to: chosen, now: now)
-        return chosen
-    }
-
-    /// Forgets `key` (for example after its server refused the connection, so the next pick chooses afresh).
-    public mutating func removeValue(forKey key: String) {
-        if let slot = slotByKey[key] { remove(slot: slot) }
-    }
-
-    /// Forgets every key stuck to `server` (a server marked down or removed by a reconfiguration).
-    /// - Returns: How many entries were dropped.
-    @discardableResult
-    public mutating func removeAll(server: ServerID) -> Int {
-        let doomed = slotByKey.values.filter { slots[$0].server == server }
-        for slot in doomed { remove(slot: slot) }
-        return doomed.count
     }
 
     /// Drops the entries not used for ``expiry``. Called by every other operation; call it from a timer to release

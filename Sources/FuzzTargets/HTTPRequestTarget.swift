@@ -22,9 +22,14 @@ import PeerSync
 enum HTTPRequestTarget {
     static let token = "fuzz_token-0123456789abcdefABCDEF"
 
-    static let frontendSettings = ProxyHTTPSettings(
-        thumbprints: AccountThumbprintSource(store: FuzzFixture.shared.store, directoryURL: FuzzFixture.directoryURL, logger: FuzzFixture.logger),
-        httpsPort: 8443)
+    static let frontendSettings: ProxyHTTPSettings = {
+        var settings = ProxyHTTPSettings(
+            thumbprints: AccountThumbprintSource(store: FuzzFixture.shared.store, directoryURL: FuzzFixture.directoryURL, logger: FuzzFixture.logger),
+            httpsPort: 8443)
+        // EmbeddedChannel has no other thread to come back from.
+        settings.lookup = .inline
+        return settings
+    }()
 
     static let tokens: HTTP01TokenTable = {
         let table = HTTP01TokenTable()

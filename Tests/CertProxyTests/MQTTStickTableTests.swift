@@ -79,19 +79,6 @@ struct MQTTStickTableTests {
         #expect(table.count == 0)
     }
 
-    @Test("removing a server's keys, and a single key")
-    func removal() {
-        var table = StickTable<String>(capacity: 10, expiry: .seconds(1800))
-        for index in 0..<6 { table.stick("dev-\(index)", to: index.isMultiple(of: 2) ? "a" : "b", now: at(index)) }
-        #expect(table.removeAll(server: "a") == 3)
-        #expect(table.count == 3)
-        #expect(table.server(for: "dev-0", now: at(10), isUp: allUp) == nil)
-        #expect(table.server(for: "dev-1", now: at(10), isUp: allUp) == "b")
-        table.removeValue(forKey: "dev-1")
-        #expect(table.server(for: "dev-1", now: at(10), isUp: allUp) == nil)
-        #expect(table.count == 2)
-    }
-
     @Test("random traffic through a small table matches a naive reference model")
     func matchesReference() {
         let capacity = 50
@@ -127,5 +114,17 @@ struct MQTTStickTableTests {
             }
             #expect(table.count == reference.count)
         }
+    }
+}
+
+extension StickTable {
+    /// What the proxy does with the table for a new connection (``BackendPool/acquire(clientID:stickingIn:excluding:now:)``
+    /// adds the server's slot and the servers already tried): the stuck server when it is up, else `choose()`'s,
+    /// which the key is then stuck to.
+    mutating func pick(for key: String, now: ContinuousClock.Instant, isUp: (ServerID) -> Bool, choose: () -> ServerID?) -> ServerID? {
+        if let server = server(for: key, now: now, isUp: isUp) { return server }
+        guard let chosen = choose() else { return nil }
+        stick(key, to: chosen, now: now)
+        return chosen
     }
 }
