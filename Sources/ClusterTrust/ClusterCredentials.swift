@@ -48,6 +48,28 @@ public enum TrustedCAFile {
         try ClusterFiles.replace(path, contents: text, mode: 0o644)
     }
 
+    /// Adds `certificate` to the file at `path` unless it is there already.
+    /// - Returns: Whether it was added.
+    @discardableResult
+    public static func add(_ certificate: Certificate, to path: String) throws(ClusterTrustError) -> Bool {
+        var trusted = try read(path)
+        guard !trusted.contains(where: { fingerprint($0) == fingerprint(certificate) }) else { return false }
+        trusted.append(certificate)
+        try write(trusted, to: path)
+        return true
+    }
+
+    /// Removes the CA with this SHA-256 fingerprint (colons and case ignored) from the file at `path`.
+    /// - Returns: Whether one was removed.
+    public static func remove(fingerprint wanted: String, from path: String) throws(ClusterTrustError) -> Bool {
+        let normalised = wanted.uppercased().filter { $0 != ":" }
+        let trusted = try read(path)
+        let kept = trusted.filter { fingerprint($0).filter { $0 != ":" } != normalised }
+        guard kept.count != trusted.count else { return false }
+        try write(kept, to: path)
+        return true
+    }
+
     /// One CA certificate from a PEM file (e.g. the new CA's `ca.pem`), checked to be a self-signed cluster CA.
     public static func readOne(_ path: String) throws(ClusterTrustError) -> Certificate {
         guard let text = try ClusterFiles.read(path) else {

@@ -206,11 +206,7 @@ struct ClusterJoin: AsyncParsableCommand {
             // A new identity from another CA: the old CA stays trusted, so nodes not yet moved still talk to this one.
             var kept: String?
             if force, let previousCA, TrustedCAFile.fingerprint(previousCA) != identity.caFingerprint {
-                var trusted = try TrustedCAFile.read(trustedPath)
-                if !trusted.contains(where: { TrustedCAFile.fingerprint($0) == TrustedCAFile.fingerprint(previousCA) }) {
-                    trusted.append(previousCA)
-                    try TrustedCAFile.write(trusted, to: trustedPath)
-                }
+                try TrustedCAFile.add(previousCA, to: trustedPath)
                 kept = TrustedCAFile.fingerprint(previousCA)
             }
             try identity.write(to: destination, replacing: force)
@@ -386,11 +382,7 @@ struct ClusterTrustCA: AsyncParsableCommand {
         let file = file
         let (certificate, added) = try clusterCommand { () throws(ClusterTrustError) -> (Certificate, Bool) in
             let certificate = try TrustedCAFile.readOne(file)
-            var trusted = try TrustedCAFile.read(path)
-            guard !trusted.contains(where: { TrustedCAFile.fingerprint($0) == TrustedCAFile.fingerprint(certificate) }) else { return (certificate, false) }
-            trusted.append(certificate)
-            try TrustedCAFile.write(trusted, to: path)
-            return (certificate, true)
+            return (certificate, try TrustedCAFile.add(certificate, to: path))
         }
         print(added
             ? "now trusting cluster CA \(TrustedCAFile.fingerprint(certificate)) (\(certificate.subject)) besides this node's own, in \(path)"
@@ -420,14 +412,8 @@ struct ClusterUntrustCA: AsyncParsableCommand {
     func run() async throws {
         let configuration = try global.loadConfiguration()
         let path = TrustedCAFile.path(clusterDirectory: ClusterPaths.identityDirectory(stateDirectory: configuration.stateDirectory))
-        let wanted = fingerprint.uppercased().filter { $0 != ":" }
-        let removed = try clusterCommand { () throws(ClusterTrustError) -> Bool in
-            let trusted = try TrustedCAFile.read(path)
-            let kept = trusted.filter { TrustedCAFile.fingerprint($0).filter { $0 != ":" } != wanted }
-            guard kept.count != trusted.count else { return false }
-            try TrustedCAFile.write(kept, to: path)
-            return true
-        }
+        let fingerprint = fingerprint
+        let removed = try clusterCommand { () throws(ClusterTrustError) -> Bool in try TrustedCAFile.remove(fingerprint: fingerprint, from: path) }
         guard removed else {
             throw CommandFailure.failure("\(path): no extra trusted CA has fingerprint \(fingerprint) (see certkeeper cluster show)")
         }
