@@ -144,7 +144,7 @@ final class HealthCheckRunner: Sendable {
     private let generations: AsyncStream<[BackendPool]>
     private let continuation: AsyncStream<[BackendPool]>.Continuation
     /// Loops running now (each may have a probe on the event loops in flight).
-    private let activeLoops = NIOLockedValueBox(0)
+    private let activeLoops = DrainCount()
 
     /// - Parameters:
     ///   - group: Where probes connect from.
@@ -184,17 +184,14 @@ final class HealthCheckRunner: Sendable {
     /// Waits until every loop has ended (bounded), so the event loops can be shut down with no probe in flight:
     /// a probe started on a loop that is shutting down would never complete.
     func waitForLoopsToEnd(upTo limit: Duration) async {
-        let deadline = ContinuousClock.now + limit
-        while activeLoops.withLockedValue({ $0 }) > 0, ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(10))
-        }
+        await activeLoops.waitForZero(upTo: limit)
     }
 
     private func loop(server: ServerRuntime, pool: BackendPool) async {
         guard let check = server.settings.check else { return }
         // Counted before the retired check, so shutdown either sees this loop or the loop sees the retirement.
-        activeLoops.withLockedValue { $0 += 1 }
-        defer { activeLoops.withLockedValue { $0 -= 1 } }
+        activeLoops.increment()
+        defer { activeLoops.decrement() }
         let interval = Duration.nanoseconds(check.interval.nanoseconds)
         while !pool.retired, !Task.isCancelled {
             let started = ContinuousClock.now

@@ -293,10 +293,7 @@ public final class ProxyServer: Sendable {
         for (_, listener) in listeners { await listener.close() }
         let open = registry.count
         logger.info("proxy stopped accepting; draining", metadata: ["proxy.open": "\(open)", "proxy.grace": "\(grace)"])
-        let deadline = ContinuousClock.now + grace
-        while registry.count > 0, ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(20))
-        }
+        await registry.waitUntilEmpty(upTo: grace)
         let remaining = registry.all
         if !remaining.isEmpty {
             logger.info("closing connections still open after the grace period", metadata: ["proxy.open": "\(remaining.count)"])
@@ -351,13 +348,21 @@ extension ProxyFrontend {
 /// The client channels open now, so shutdown can wait for them and close the rest.
 final class ConnectionRegistry: Sendable {
     private let channels = NIOLockedValueBox([ObjectIdentifier: any Channel]())
+    private let open = DrainCount()
 
     func add(_ channel: any Channel) {
-        channels.withLockedValue { $0[ObjectIdentifier(channel)] = channel }
+        let added = channels.withLockedValue { $0.updateValue(channel, forKey: ObjectIdentifier(channel)) == nil }
+        if added { open.increment() }
     }
 
     func remove(_ channel: any Channel) {
-        _ = channels.withLockedValue { $0.removeValue(forKey: ObjectIdentifier(channel)) }
+        let removed = channels.withLockedValue { $0.removeValue(forKey: ObjectIdentifier(channel)) != nil }
+        if removed { open.decrement() }
+    }
+
+    /// Returns when no connection is open, or after `limit` (woken by the last close, not polling).
+    func waitUntilEmpty(upTo limit: Duration) async {
+        await open.waitForZero(upTo: limit)
     }
 
     var count: Int { channels.withLockedValue { $0.count } }

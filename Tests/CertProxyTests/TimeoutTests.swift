@@ -1,4 +1,4 @@
-import CertProxy
+@testable import CertProxy
 import CertkeeperTestSupport
 import Foundation
 import NIOCore
@@ -58,5 +58,29 @@ struct TimeoutTests {
             #expect(proxy.server.stats.relayed == 1, "the connection should have reached the relay before going idle")
             await client.close()
         }
+    }
+}
+
+@Suite("Drain counts")
+struct DrainCountTests {
+    @Test("a wait returns when the last one ends, at once when there is none, and at its limit otherwise")
+    func waitsForZero() async throws {
+        let count = DrainCount()
+        await count.waitForZero(upTo: .seconds(30))  // none running: returns at once
+        count.increment()
+        count.increment()
+        let clock = ContinuousClock()
+        let start = clock.now
+        async let waited: Void = count.waitForZero(upTo: .seconds(120))
+        count.decrement()
+        #expect(count.value == 1)
+        count.decrement()
+        await waited
+        // Woken by the last decrement (microseconds), not by the 120 s limit: the margin is wide on purpose.
+        #expect(clock.now - start < .seconds(60))
+        #expect(count.value == 0)
+        count.increment()
+        let elapsed = await clock.measure { await count.waitForZero(upTo: .milliseconds(100)) }
+        #expect(elapsed >= .milliseconds(100), "returned before its limit with one still running")
     }
 }
