@@ -104,7 +104,7 @@ public final class ProxyServer: Sendable {
         frontends: [ProxyFrontend], certificates: CertificateSet, eventLoopGroup: (any EventLoopGroup)? = nil,
         threads: Int = System.coreCount, logger: Logger
     ) async throws(ProxyError) -> ProxyServer {
-        let settings = try FrontendSettings.prepare(frontends, certificates: certificates, logger: logger)
+        let settings = try PreparedFrontend.prepare(frontends, certificates: certificates, logger: logger)
         let group = eventLoopGroup ?? MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
         let server = ProxyServer(group: group, ownsGroup: eventLoopGroup == nil, certificates: certificates, logger: logger)
         var bound: [(name: String, listener: FrontendListener)] = []
@@ -144,7 +144,7 @@ public final class ProxyServer: Sendable {
         let previous = state.withLockedValue { state in
             Dictionary(state.listeners.map { ($0.name, $0.listener.current.pool) }, uniquingKeysWith: { first, _ in first })
         }
-        let settings = try FrontendSettings.prepare(frontends, certificates: certificates, previous: previous, logger: logger)
+        let settings = try PreparedFrontend.prepare(frontends, certificates: certificates, previous: previous, logger: logger)
         let begun: Result<[(name: String, listener: FrontendListener)], ProxyError> = state.withLockedValue { state in
             if state.stopped { return .failure(.notRunning) }
             if state.reconfiguring { return .failure(.reconfigurationInProgress) }
@@ -157,7 +157,7 @@ public final class ProxyServer: Sendable {
         var released = current.filter { old in
             !settings.contains { $0.frontend.name == old.name && $0.frontend.sameAddress(as: old.listener.current.frontend) }
         }
-        var plan: [(settings: FrontendSettings, listener: FrontendListener?)] = []
+        var plan: [(settings: PreparedFrontend, listener: FrontendListener?)] = []
         for new in settings {
             if let kept = current.first(where: { $0.name == new.frontend.name && $0.listener.current.frontend.sameAddress(as: new.frontend) }) {
                 plan.append((new, kept.listener))
@@ -221,7 +221,7 @@ public final class ProxyServer: Sendable {
     static let clientReceiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 1024, maximum: 65536)
 
     /// Binds one frontend; its connections read their settings from the returned listener.
-    private func bind(_ settings: FrontendSettings) async throws(ProxyError) -> FrontendListener {
+    private func bind(_ settings: PreparedFrontend) async throws(ProxyError) -> FrontendListener {
         let frontend = settings.frontend
         let current = NIOLockedValueBox(settings)
         let registry = self.registry
@@ -318,18 +318,18 @@ final class FrontendListener: Sendable {
     let boundPort: Int
     /// Connection counts of this listener, kept across reconfigurations.
     let counters: FrontendCounters
-    private let settings: NIOLockedValueBox<FrontendSettings>
+    private let settings: NIOLockedValueBox<PreparedFrontend>
 
-    init(channel: any Channel, boundPort: Int, current: NIOLockedValueBox<FrontendSettings>, counters: FrontendCounters) {
+    init(channel: any Channel, boundPort: Int, current: NIOLockedValueBox<PreparedFrontend>, counters: FrontendCounters) {
         self.channel = channel
         self.boundPort = boundPort
         self.settings = current
         self.counters = counters
     }
 
-    var current: FrontendSettings { settings.withLockedValue { $0 } }
+    var current: PreparedFrontend { settings.withLockedValue { $0 } }
 
-    func switchTo(_ new: FrontendSettings) {
+    func switchTo(_ new: PreparedFrontend) {
         settings.withLockedValue { $0 = new }
     }
 

@@ -6,7 +6,7 @@ import NIOTLS
 
 /// Everything a new connection of one frontend needs, built once per (re)configuration, off the event loop.
 /// Immutable: a reconfiguration replaces the whole value, so a connection sees either the old or the new one.
-final class FrontendSettings: Sendable {
+final class PreparedFrontend: Sendable {
     let frontend: ProxyFrontend
     let certificates: CertificateSet
     let pool: BackendPool
@@ -32,9 +32,9 @@ final class FrontendSettings: Sendable {
     /// - Throws: ``ProxyError`` for an empty backend list, a duplicate name or a TLS context that cannot be built.
     static func prepare(
         _ frontends: [ProxyFrontend], certificates: CertificateSet, previous: [String: BackendPool] = [:], logger: Logger
-    ) throws(ProxyError) -> [FrontendSettings] {
+    ) throws(ProxyError) -> [PreparedFrontend] {
         var names: Set<String> = []
-        var prepared: [FrontendSettings] = []
+        var prepared: [PreparedFrontend] = []
         let localAddresses = frontends.contains { $0.pool.preferLocal } ? BackendPool.hostAddresses() : []
         for frontend in frontends {
             guard names.insert(frontend.name).inserted else { throw .duplicateFrontend(name: frontend.name) }
@@ -58,7 +58,7 @@ final class FrontendSettings: Sendable {
             } catch {
                 throw .tlsContext(frontend: frontend.name, reason: "health check TLS context: \(error)")
             }
-            prepared.append(FrontendSettings(frontend: frontend, certificates: certificates, pool: pool, logger: logger))
+            prepared.append(PreparedFrontend(frontend: frontend, certificates: certificates, pool: pool, logger: logger))
         }
         return prepared
     }
