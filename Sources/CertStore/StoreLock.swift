@@ -6,8 +6,10 @@ import Glibc
 /// An exclusive `flock(2)` on `root/lock`, held until ``release()`` or deinit.
 ///
 /// Within one process the holders of a store's lock take turns in arrival order (``StoreLockQueue``, shared by
-/// every ``CertificateStore`` instance on the same root), waiting without a time limit; across processes the
-/// flock decides, and the timeout applies to it. flock locks belong to the open file description, so the kernel
+/// every ``CertificateStore`` instance on the same root), waiting up to 15 minutes (or the timeout, if longer);
+/// across processes the flock decides, and the timeout applies to it. A turn handed over from another holder of
+/// this process waits one poll interval before its flock, so another process polling for the lock (a cron
+/// `renew` behind a daemon installing many synced certificates) is not shut out for good. flock locks belong to the open file description, so the kernel
 /// drops the lock if the process dies: no stale locks.
 public final class StoreLock: Sendable {
     /// The lock file.
@@ -57,6 +59,14 @@ extension CertificateStore {
         guard let turn = await StoreLockQueue.shared.waitForTurn(path, limit: inProcessLimit) else {
             if Task.isCancelled { throw StoreError(code: .cancelled, operation: "lock", path: path, detail: "cancelled while waiting") }
             throw StoreError(code: .lockTimeout, operation: "lock", path: path, detail: "held by another task of this process for more than \(inProcessLimit)")
+        }
+        if turn.handedOver {
+            do {
+                try await Task.sleep(for: StoreLockQueue.handOverPause)
+            } catch {
+                turn.end()
+                throw StoreError(code: .cancelled, operation: "lock", path: path, detail: "cancelled while waiting")
+            }
         }
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
@@ -116,10 +126,13 @@ final class StoreLockQueue: Sendable {
         private let path: String
         private let queue: StoreLockQueue
         private let ended = Mutex(false)
+        /// Whether another holder of this process passed it on (rather than the lock being free here).
+        let handedOver: Bool
 
-        init(path: String, queue: StoreLockQueue) {
+        init(path: String, queue: StoreLockQueue, handedOver: Bool) {
             self.path = path
             self.queue = queue
+            self.handedOver = handedOver
         }
 
         func end() {
@@ -133,13 +146,15 @@ final class StoreLockQueue: Sendable {
 
     private struct Line {
         var held = false
-        var waiting: [(id: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
+        var waiting: [(id: UInt64, continuation: CheckedContinuation<Bool, any Error>)] = []
     }
 
     static let shared = StoreLockQueue()
     /// The longest an in-process waiter waits (beyond a longer lock timeout): longer than any deploy hook may run,
     /// short enough that a bug holding the lock shows as an error rather than a hang.
     static let longestWait: Duration = .seconds(15 * 60)
+    /// How long a handed-over turn waits before its flock: a little more than the 50 ms another process polls at.
+    static let handOverPause: Duration = .milliseconds(60)
     private let lines = Mutex<(next: UInt64, byPath: [String: Line])>((0, [:]))
 
     /// Waits until no other holder in this process has `path`, at most `limit`.
@@ -174,8 +189,8 @@ final class StoreLockQueue: Sendable {
             state.next += 1
             return state.next
         }
-        try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+        let waited = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Bool, any Error>) in
                 // Checked under the same lock the cancellation handler takes: the flag is set before the handler
                 // runs, so either this sees it or the handler sees the waiter.
                 let admitted = lines.withLock { state -> Bool? in
@@ -192,12 +207,12 @@ final class StoreLockQueue: Sendable {
                 }
                 switch admitted {
                 case nil: continuation.resume(throwing: CancellationError())
-                case true?: continuation.resume()
+                case true?: continuation.resume(returning: false)
                 case false?: break
                 }
             }
         } onCancel: {
-            let cancelled = lines.withLock { state -> CheckedContinuation<Void, any Error>? in
+            let cancelled = lines.withLock { state -> CheckedContinuation<Bool, any Error>? in
                 guard var line = state.byPath[path], let index = line.waiting.firstIndex(where: { $0.id == id }) else { return nil }
                 let continuation = line.waiting.remove(at: index).continuation
                 state.byPath[path] = line
@@ -205,12 +220,12 @@ final class StoreLockQueue: Sendable {
             }
             cancelled?.resume(throwing: CancellationError())
         }
-        return Turn(path: path, queue: self)
+        return Turn(path: path, queue: self, handedOver: waited)
     }
 
     /// Hands `path` to the next waiter, or marks it free.
     fileprivate func pass(_ path: String) {
-        let next = lines.withLock { state -> CheckedContinuation<Void, any Error>? in
+        let next = lines.withLock { state -> CheckedContinuation<Bool, any Error>? in
             guard var line = state.byPath[path] else { return nil }
             if line.waiting.isEmpty {
                 state.byPath[path] = nil
@@ -220,6 +235,6 @@ final class StoreLockQueue: Sendable {
             state.byPath[path] = line
             return next
         }
-        next?.resume()
+        next?.resume(returning: true)
     }
 }

@@ -1,5 +1,5 @@
-#if canImport(Glibc)
 import NameRules
+#if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
 import Musl

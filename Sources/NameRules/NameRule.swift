@@ -14,11 +14,12 @@ public enum NameRule {
     ///   - maximumLength: The longest accepted length (longer for state keys, which carry a prefix).
     public static func problem(_ name: String, maximumLength: Int = Self.maximumLength) -> String? {
         guard let first = name.unicodeScalars.first else { return "it is empty" }
-        guard name.utf8.count <= maximumLength else { return "it is longer than \(maximumLength) characters" }
         guard isASCIIAlphanumeric(first) else { return "it must start with a letter or digit" }
+        // Characters before length: every accepted one is one byte, so a bad one is the real problem.
         if let bad = name.unicodeScalars.first(where: { !isASCIIAlphanumeric($0) && $0 != "." && $0 != "_" && $0 != "-" }) {
             return "it contains \(describe(bad)); use letters, digits, '.', '_' and '-'"
         }
+        guard name.utf8.count <= maximumLength else { return "it is longer than \(maximumLength) characters" }
         if name.contains("..") { return "it contains '..'" }
         return nil
     }

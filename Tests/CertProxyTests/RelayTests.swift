@@ -66,7 +66,9 @@ struct RelayTests {
             #expect(proxy.server.snapshot().first?.noServerClosures == 1)
             #expect(harness.logs.all.contains { $0.contains("no server left to try") })
             // One line per decision: the first failure with "trying the next", the last one with the closing.
-            let lines = harness.logs.all.filter { $0.contains("backend unreachable") || $0.contains("no server left") }
+            let lines = harness.logs.all.filter {
+                ($0.contains("backend unreachable") || $0.contains("no server left")) && !$0.contains("the client had gone")
+            }
             #expect(lines.count == 2, "\(lines)")
             #expect(lines.last?.contains("backend unreachable and no server left to try") == true && lines.last?.contains("error=") == true, "\(lines)")
         }
