@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates Sources/certkeeper/certkeeper.order: the functions certkeeper runs when it starts, loads a certificate
+# Regenerates bench/certkeeper.order: the functions certkeeper runs when it starts, loads a certificate
 # and proxies TLS connections, which release builds place next to each other (lld --symbol-ordering-file, see
 # Package.swift). Without it those few thousand functions (about 1.7 MB of code) are spread over the 30 MB text of
 # the static executable, and the kernel's fault-around maps 64 KiB around each one: about 18 MiB of resident code
@@ -70,7 +70,7 @@ stop "$PROXY_PID"   # valgrind itself: SIGTERM drains the proxy, then callgrind 
 
 # Every function of the executable that ran, in the order callgrind first names them (mangled):
 # The proxy's functions first (what `certkeeper proxy` and the daemon's proxy run), then check-config's others.
-python3 - "$WORK" "$ROOT/Sources/certkeeper/certkeeper.order" "$WORK/callgrind.$PROXY_PID" <<'EOF'
+python3 - "$WORK" "$ROOT/bench/certkeeper.order" "$WORK/callgrind.$PROXY_PID" <<'EOF'
 import glob, re, sys
 work, out, first = sys.argv[1], sys.argv[2], sys.argv[3]
 definition = re.compile(r'^(ob|cob|fn|cfn)=\((\d+)\)(?: (.*))?$')
